@@ -1,0 +1,130 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read the tables of one schema from a PostgreSQL catalog, in a constant number of queries.
+
+ICDS databases hold tens of thousands of child tables, so nothing here runs one query per
+table: ``list_tables`` issues three queries (tables, CHECK constraints, columns) whatever the
+table count.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional
+
+_TABLES_SQL = """
+SELECT c.oid, c.relname, c.relkind, c.relispartition,
+       parent.relname, parent_ns.nspname,
+       pg_get_expr(c.relpartbound, c.oid),
+       c.reltuples::float8,
+       COALESCE(pg_stat_get_live_tuples(c.oid), 0)::bigint,
+       pg_relation_size(c.oid)
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_inherits i ON i.inhrelid = c.oid AND i.inhseqno = 1
+LEFT JOIN pg_class parent ON parent.oid = i.inhparent
+LEFT JOIN pg_namespace parent_ns ON parent_ns.oid = parent.relnamespace
+WHERE n.nspname = %s AND c.relkind IN ('r', 'p')
+ORDER BY c.relname
+"""
+
+_CHECKS_SQL = """
+SELECT con.conrelid, pg_get_constraintdef(con.oid)
+FROM pg_constraint con
+JOIN pg_class c ON c.oid = con.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND con.contype = 'c' AND c.relkind IN ('r', 'p')
+ORDER BY con.conrelid, con.conname
+"""
+
+_COLUMNS_SQL = """
+SELECT a.attrelid, a.attname
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attrelid, a.attnum
+"""
+
+
+@dataclass
+class TableInfo:
+    """One table (relkind 'r') or declaratively partitioned table (relkind 'p')."""
+
+    name: str
+    schema: str = 'public'
+    oid: int = 0
+    is_partitioned: bool = False
+    is_partition: bool = False
+    parent: Optional[str] = None
+    parent_schema: Optional[str] = None
+    checks: List[str] = field(default_factory=list)
+    partition_bound: Optional[str] = None
+    reltuples: float = -1.0
+    live_tuples: int = 0
+    size_bytes: int = 0
+    columns: List[str] = field(default_factory=list)
+
+    @property
+    def estimated_rows(self) -> int:
+        """Best row estimate: pg_class.reltuples (-1 = never analysed) or n_live_tup."""
+        return int(max(self.reltuples, float(self.live_tuples), 0.0))
+
+    @property
+    def is_top_level(self) -> bool:
+        return self.parent is None
+
+
+def list_tables(conn, schema: str = 'public', with_columns: bool = True) -> List[TableInfo]:
+    """All tables of ``schema``, sorted by name, with parent, checks, bound, estimates, size.
+
+    ``parent`` is the first pg_inherits parent (inheritance child or partition). A parent in
+    another schema is reported in ``parent_schema``.
+    """
+    with conn.cursor() as cur:
+        cur.execute(_TABLES_SQL, (schema,))
+        tables = [TableInfo(name=r[1], schema=schema, oid=r[0], is_partitioned=(r[2] == 'p'),
+                            is_partition=bool(r[3]), parent=r[4], parent_schema=r[5],
+                            partition_bound=r[6], reltuples=float(r[7]),
+                            live_tuples=int(r[8]), size_bytes=int(r[9]))
+                  for r in cur.fetchall()]
+        by_oid: Dict[int, TableInfo] = {t.oid: t for t in tables}
+        cur.execute(_CHECKS_SQL, (schema,))
+        for oid, definition in cur.fetchall():
+            if oid in by_oid:
+                by_oid[oid].checks.append(definition)
+        if with_columns:
+            cur.execute(_COLUMNS_SQL, (schema,))
+            for oid, name in cur.fetchall():
+                if oid in by_oid:
+                    by_oid[oid].columns.append(name)
+    if not conn.autocommit:
+        conn.rollback()  # end the read-only transaction: never leave a session idle in one
+    return tables
+
+
+def children_by_parent(tables: Iterable[TableInfo]) -> Dict[str, List[TableInfo]]:
+    """Map parent name -> direct children (same schema), children sorted by name."""
+    result: Dict[str, List[TableInfo]] = {}
+    for table in tables:
+        if table.parent is not None and table.parent_schema in (None, table.schema):
+            result.setdefault(table.parent, []).append(table)
+    for kids in result.values():
+        kids.sort(key=lambda t: t.name)
+    return result
+
+
+def descendants(name: str, children: Dict[str, List[TableInfo]]) -> List[TableInfo]:
+    """Every table below ``name`` (children, grandchildren...), depth first, names sorted."""
+    result: List[TableInfo] = []
+    stack = list(reversed(children.get(name, [])))
+    seen = {name}
+    while stack:
+        table = stack.pop()
+        if table.name in seen:
+            continue
+        seen.add(table.name)
+        result.append(table)
+        stack.extend(reversed(children.get(table.name, [])))
+    return result
