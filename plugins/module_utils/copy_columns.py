@@ -1,0 +1,88 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Match a source table's columns to its target table's by name, and pick the COPY format."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+from ansible_collections.icds.citus_migration.plugins.module_utils.errors import TableMappingError
+
+# Objects with OIDs below this are built into PostgreSQL; their binary format carries no
+# database-specific OIDs, so binary COPY between two databases is safe for them.
+FIRST_NORMAL_OID = 16384
+
+_COLUMNS_SQL = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.atttypid,
+       COALESCE(et.oid, 0)
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_catalog.pg_type et ON et.oid = t.typelem AND t.typlen = -1 AND t.typelem <> 0
+WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
+  AND a.attgenerated = ''
+ORDER BY a.attnum
+"""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type_name: str
+    type_oid: int
+    elem_oid: int
+
+    @property
+    def builtin(self) -> bool:
+        return self.type_oid < FIRST_NORMAL_OID and self.elem_oid < FIRST_NORMAL_OID
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    columns: Tuple[str, ...]
+    binary: bool
+    reason: str  # why text format was chosen, '' for binary
+
+
+def read_columns(cursor, schema: str, table: str) -> Optional[List[Column]]:
+    """Copyable columns of schema.table in attnum order, or None if the table is missing."""
+    cursor.execute(_COLUMNS_SQL, (schema, table))
+    rows = cursor.fetchall()
+    if not rows:
+        cursor.execute('SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n '
+                       'ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s '
+                       "AND c.relkind IN ('r', 'p')", (schema, table))
+        if cursor.fetchone() is None:
+            return None
+    return [Column(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+
+
+def match_columns(source_table: str, target_table: str, source: Optional[List[Column]],
+                  target: Optional[List[Column]]) -> ColumnMapping:
+    """Every source column must exist on the target; binary only if all types agree."""
+    if source is None:
+        raise TableMappingError("source table '%s' does not exist" % source_table)
+    if target is None:
+        raise TableMappingError("target table '%s' does not exist on the target "
+                                "(create it first: citus_bootstrap / citus_child_tables)"
+                                % target_table)
+    by_name = {c.name: c for c in target}
+    missing = [c.name for c in source if c.name not in by_name]
+    if missing:
+        raise TableMappingError("target table '%s' has no column(s) %s that source table '%s' has"
+                                % (target_table, ', '.join("'%s'" % m for m in missing),
+                                   source_table))
+    reason = ''
+    for col in source:
+        other = by_name[col.name]
+        if col.type_name != other.type_name:
+            reason = "column '%s' is %s on the source and %s on the target" % (
+                col.name, col.type_name, other.type_name)
+            break
+        if not (col.builtin and other.builtin):
+            reason = "column '%s' has a non built-in type (%s)" % (col.name, col.type_name)
+            break
+    return ColumnMapping(tuple(c.name for c in source), reason == '', reason)

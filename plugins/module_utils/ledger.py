@@ -1,0 +1,106 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The target-side ledger that makes every table copy happen exactly once.
+
+A row in ``<ledger_schema>.copy_ledger`` is written in the same transaction as the copied
+data, so it exists if and only if the data was committed. Before copying, a runner takes a
+transaction-scoped advisory lock for the table and reads the ledger: a crash between the
+target commit and the manifest update, or a second runner on the same (or a copied)
+manifest, therefore never copies a table twice. The SQLite manifest is only a cache of it.
+On Citus the ledger is a plain local table on the coordinator, which may share a
+transaction with a COPY into a distributed table.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+from dataclasses import dataclass
+from typing import Optional
+
+from psycopg2 import sql
+
+DEFAULT_LEDGER_SCHEMA = 'icds_citus_migration'
+# First key of the two-key advisory locks; the second is hashtext() of the ledger key.
+LOCK_NAMESPACE = 0x1CD5C175 & 0x7FFFFFFF
+_SETUP_LOCK = 0
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    rows_copied: Optional[int]
+    bytes_copied: Optional[int]
+    copied_at: str
+    runner: Optional[str]
+
+
+def _table(schema: str) -> sql.Composed:
+    return sql.SQL('{}.{}').format(sql.Identifier(schema), sql.Identifier('copy_ledger'))
+
+
+def ensure_ledger(conn, schema: str = DEFAULT_LEDGER_SCHEMA) -> bool:
+    """Create the ledger schema and table if missing (serialised by an advisory lock).
+
+    Returns True when something was created. Commits.
+    """
+    with conn.cursor() as cur:
+        if ledger_exists(cur, schema):
+            conn.commit()
+            return False
+        cur.execute('SELECT pg_advisory_xact_lock(%s, %s)', (LOCK_NAMESPACE, _SETUP_LOCK))
+        cur.execute(sql.SQL('CREATE SCHEMA IF NOT EXISTS {}').format(sql.Identifier(schema)))
+        cur.execute(sql.SQL("""
+            CREATE TABLE IF NOT EXISTS {} (
+                source_id text NOT NULL,
+                source_table text NOT NULL,
+                part text NOT NULL DEFAULT '',
+                target_table text NOT NULL,
+                rows_copied bigint,
+                bytes_copied bigint,
+                copied_at timestamptz NOT NULL DEFAULT now(),
+                runner text,
+                PRIMARY KEY (source_id, source_table, part)
+            )""").format(_table(schema)))
+    conn.commit()
+    return True
+
+
+def ledger_exists(cur, schema: str = DEFAULT_LEDGER_SCHEMA) -> bool:
+    cur.execute('SELECT to_regclass(%s)', (sql.SQL('{}.{}').format(
+        sql.Identifier(schema), sql.Identifier('copy_ledger')).as_string(cur),))
+    return cur.fetchone()[0] is not None
+
+
+def lock_key(source_id: str, source_table: str, part: str = '') -> str:
+    return '%s\x1f%s\x1f%s' % (source_id, source_table, part)
+
+
+def try_lock(cur, source_id: str, source_table: str, part: str = '', wait: bool = False) -> bool:
+    """Transaction-scoped advisory lock for one table; False if another runner holds it."""
+    func = 'pg_advisory_xact_lock' if wait else 'pg_try_advisory_xact_lock'
+    cur.execute('SELECT %s(%%s, hashtext(%%s))' % func,
+                (LOCK_NAMESPACE, lock_key(source_id, source_table, part)))
+    got = cur.fetchone()[0]
+    return True if wait else bool(got)
+
+
+def lookup(cur, schema: str, source_id: str, source_table: str,
+           part: str = '') -> Optional[LedgerEntry]:
+    cur.execute(sql.SQL('SELECT rows_copied, bytes_copied, copied_at::text, runner FROM {} '
+                        'WHERE source_id = %s AND source_table = %s AND part = %s')
+                .format(_table(schema)), (source_id, source_table, part))
+    rec = cur.fetchone()
+    return LedgerEntry(*rec) if rec else None
+
+
+def record(cur, schema: str, source_id: str, source_table: str, target_table: str,
+           rows: int, nbytes: int, runner: str, part: str = '') -> None:
+    cur.execute(sql.SQL('INSERT INTO {} (source_id, source_table, part, target_table, '
+                        'rows_copied, bytes_copied, runner) VALUES (%s, %s, %s, %s, %s, %s, %s)')
+                .format(_table(schema)),
+                (source_id, source_table, part, target_table, rows, nbytes, runner))
+
+
+def forget(cur, schema: str, source_id: str, source_table: str, part: str = '') -> None:
+    """Remove a ledger row (used when a table is deliberately re-copied)."""
+    cur.execute(sql.SQL('DELETE FROM {} WHERE source_id = %s AND source_table = %s AND part = %s')
+                .format(_table(schema)), (source_id, source_table, part))

@@ -1,0 +1,226 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Copy one table: ``COPY ... TO STDOUT`` on the source streamed into ``COPY ... FROM STDIN``.
+
+The bytes flow through an in-kernel pipe between a reader thread (source) and the target
+COPY: no shell, no temporary file, no rewriting of the data. The target transaction holds
+the table's advisory lock, the data and the ledger row; it commits only when the source
+COPY finished cleanly and both sides agree on the row count.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import fcntl
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+from psycopg2 import sql
+
+from ansible_collections.icds.citus_migration.plugins.module_utils import ledger
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy_columns import (
+    ColumnMapping, match_columns, read_columns)
+from ansible_collections.icds.citus_migration.plugins.module_utils.errors import MigrationError
+
+PIPE_SIZE = 1 << 20
+CHUNK = 1 << 18
+F_SETPIPE_SZ = getattr(fcntl, 'F_SETPIPE_SZ', 1031)
+FAULT_ENV = 'ICDS_MIGRATION_FAULT'  # test-only: crash at a named point (see _fault)
+
+
+class CopyFailed(MigrationError):
+    """A table copy failed; carries the PostgreSQL diagnostics when there are any."""
+
+    def __init__(self, message: str, sqlstate: Optional[str] = None,
+                 detail: Optional[str] = None, context: Optional[str] = None,
+                 hint: Optional[str] = None, side: Optional[str] = None):
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.detail = detail
+        self.context = context
+        self.hint = hint
+        self.side = side
+
+
+@dataclass
+class CopyTask:
+    source_table: str
+    target_table: str
+    source_schema: str = 'public'
+    target_schema: str = 'public'
+    part: str = ''
+
+
+@dataclass
+class CopyOutcome:
+    status: str  # 'copied' | 'already_copied' | 'busy'
+    rows: Optional[int] = None
+    nbytes: Optional[int] = None
+    duration_s: Optional[float] = None
+    binary: Optional[bool] = None
+    copied_by: Optional[str] = None
+    copied_at: Optional[str] = None
+
+
+class ByteCounter:
+    """Bytes that went through the current copy; read by the progress display."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
+class _CountingReader:
+    """File-like end of the pipe handed to the target COPY; counts what passes."""
+
+    def __init__(self, fd: int, counter: ByteCounter):
+        self._file = os.fdopen(fd, 'rb', buffering=0)
+        self._counter = counter
+
+    def read(self, size: int = CHUNK) -> bytes:
+        data = self._file.read(size)
+        if data:
+            self._counter.value += len(data)
+        return data
+
+    readline = read
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def copy_statements(task: CopyTask, mapping: ColumnMapping):
+    cols = sql.SQL(', ').join(sql.Identifier(c) for c in mapping.columns)
+    fmt = sql.SQL('(FORMAT binary)' if mapping.binary else '(FORMAT text)')
+    out = sql.SQL('COPY {}.{} ({}) TO STDOUT {}').format(
+        sql.Identifier(task.source_schema), sql.Identifier(task.source_table), cols, fmt)
+    into = sql.SQL('COPY {}.{} ({}) FROM STDIN {}').format(
+        sql.Identifier(task.target_schema), sql.Identifier(task.target_table), cols, fmt)
+    return out, into
+
+
+def _fault(point: str) -> None:
+    """Test-only crash hook: ICDS_MIGRATION_FAULT=<point> kills this process there."""
+    if os.environ.get(FAULT_ENV) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def diagnose(exc: BaseException, side: str) -> CopyFailed:
+    """Turn a psycopg2 error into CopyFailed with SQLSTATE, detail and context."""
+    if isinstance(exc, CopyFailed):
+        return exc
+    diag = getattr(exc, 'diag', None)
+    primary = getattr(diag, 'message_primary', None) if diag else None
+    message = primary or ' '.join(str(exc).split()) or exc.__class__.__name__
+    return CopyFailed('%s: %s' % (side, message), getattr(exc, 'pgcode', None),
+                      getattr(diag, 'message_detail', None) if diag else None,
+                      getattr(diag, 'context', None) if diag else None,
+                      getattr(diag, 'message_hint', None) if diag else None, side)
+
+
+def resolve_mapping(src_conn, tgt_conn, task: CopyTask) -> ColumnMapping:
+    with src_conn.cursor() as scur, tgt_conn.cursor() as tcur:
+        mapping = match_columns(task.source_table, task.target_table,
+                                read_columns(scur, task.source_schema, task.source_table),
+                                read_columns(tcur, task.target_schema, task.target_table))
+    src_conn.rollback()
+    tgt_conn.rollback()
+    return mapping
+
+
+def copy_table(src_conn, tgt_conn, task: CopyTask, source_id: str, runner: str,
+               ledger_schema: str = ledger.DEFAULT_LEDGER_SCHEMA, wait_for_lock: bool = False,
+               counter: Optional[ByteCounter] = None) -> CopyOutcome:
+    """Copy one table exactly once. Raises CopyFailed; both transactions end rolled back."""
+    counter = counter or ByteCounter()
+    started = time.monotonic()
+    mapping = resolve_mapping(src_conn, tgt_conn, task)
+    copy_out, copy_in = copy_statements(task, mapping)
+    tcur = tgt_conn.cursor()
+    try:
+        if not ledger.try_lock(tcur, source_id, task.source_table, task.part, wait=wait_for_lock):
+            tgt_conn.rollback()
+            return CopyOutcome('busy')
+        done = ledger.lookup(tcur, ledger_schema, source_id, task.source_table, task.part)
+        if done is not None:
+            tgt_conn.rollback()
+            return CopyOutcome('already_copied', done.rows_copied, done.bytes_copied,
+                               copied_by=done.runner, copied_at=done.copied_at)
+        src_rows, tgt_rows = _stream(src_conn, tcur, copy_out, copy_in, counter)
+        if src_rows is not None and tgt_rows is not None and src_rows != tgt_rows:
+            raise CopyFailed('row count mismatch: source sent %d rows, target received %d'
+                             % (src_rows, tgt_rows))
+        rows = tgt_rows if tgt_rows is not None else src_rows
+        ledger.record(tcur, ledger_schema, source_id, task.source_table, task.target_table,
+                      rows, counter.value, runner, task.part)
+        _fault('before_target_commit')
+        tgt_conn.commit()
+    except BaseException as exc:
+        _rollback_quietly(tgt_conn)
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise diagnose(exc, 'target')
+    finally:
+        tcur.close()
+    _fault('after_target_commit')
+    return CopyOutcome('copied', rows, counter.value, time.monotonic() - started, mapping.binary)
+
+
+def _rollback_quietly(conn) -> None:
+    try:
+        if not conn.closed:
+            conn.rollback()
+    except Exception:  # the connection may be gone; closing it is the rollback
+        pass
+
+
+def _stream(src_conn, tcur, copy_out, copy_in, counter: ByteCounter):
+    """Run both COPYs concurrently through a pipe; returns (source rows, target rows)."""
+    read_fd, write_fd = os.pipe()
+    try:
+        fcntl.fcntl(write_fd, F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:
+        pass
+    reader = _CountingReader(read_fd, counter)
+    outcome = {}
+
+    def produce() -> None:
+        writer = os.fdopen(write_fd, 'wb', buffering=PIPE_SIZE)
+        try:
+            with src_conn.cursor() as scur:
+                scur.copy_expert(copy_out, writer, size=CHUNK)
+                outcome['rows'] = scur.rowcount if scur.rowcount >= 0 else None
+            src_conn.rollback()
+        except BaseException as exc:  # reported by the main thread
+            outcome['error'] = exc
+        finally:
+            try:
+                writer.close()
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=produce, name='copy-out', daemon=True)
+    thread.start()
+    target_error = None
+    try:
+        tcur.copy_expert(copy_in, reader, size=CHUNK)
+    except BaseException as exc:
+        target_error = exc
+    finally:
+        reader.close()  # unblocks the producer (EPIPE) if the target stopped early
+    if target_error is not None and thread.is_alive():
+        try:
+            src_conn.cancel()
+        except Exception:
+            pass
+    thread.join()
+    if 'error' in outcome and not isinstance(outcome['error'], BrokenPipeError):
+        raise diagnose(outcome['error'], 'source')
+    if target_error is not None:
+        raise diagnose(target_error, 'target')
+    if 'error' in outcome:
+        raise diagnose(outcome['error'], 'source')
+    return outcome.get('rows'), (tcur.rowcount if tcur.rowcount >= 0 else None)
