@@ -6,7 +6,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from ansible_collections.icds.citus_migration.plugins.module_utils.errors import TableMappingError
 
@@ -15,16 +15,16 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.errors import
 FIRST_NORMAL_OID = 16384
 
 _COLUMNS_SQL = """
-SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.atttypid,
+SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.atttypid,
        COALESCE(et.oid, 0)
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_catalog.pg_type et ON et.oid = t.typelem AND t.typlen = -1 AND t.typelem <> 0
-WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
-  AND a.attgenerated = ''
-ORDER BY a.attnum
+WHERE n.nspname = %s AND c.relname = ANY(%s) AND c.relkind IN ('r', 'p')
+  AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+ORDER BY c.relname, a.attnum
 """
 
 
@@ -47,17 +47,18 @@ class ColumnMapping:
     reason: str  # why text format was chosen, '' for binary
 
 
+def read_columns_many(cursor, schema: str, tables: Iterable[str]) -> Dict[str, List[Column]]:
+    """Copyable columns of many tables in one query; missing tables are absent."""
+    cursor.execute(_COLUMNS_SQL, (schema, sorted(set(tables))))
+    out: Dict[str, List[Column]] = {}
+    for rel, name, type_name, type_oid, elem_oid in cursor.fetchall():
+        out.setdefault(rel, []).append(Column(name, type_name, int(type_oid), int(elem_oid)))
+    return out
+
+
 def read_columns(cursor, schema: str, table: str) -> Optional[List[Column]]:
     """Copyable columns of schema.table in attnum order, or None if the table is missing."""
-    cursor.execute(_COLUMNS_SQL, (schema, table))
-    rows = cursor.fetchall()
-    if not rows:
-        cursor.execute('SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n '
-                       'ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s '
-                       "AND c.relkind IN ('r', 'p')", (schema, table))
-        if cursor.fetchone() is None:
-            return None
-    return [Column(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+    return read_columns_many(cursor, schema, [table]).get(table)
 
 
 def match_columns(source_table: str, target_table: str, source: Optional[List[Column]],

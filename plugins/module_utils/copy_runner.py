@@ -22,8 +22,10 @@ from typing import Callable, Dict, List, Optional
 from ansible_collections.icds.citus_migration.plugins.module_utils import ledger
 from ansible_collections.icds.citus_migration.plugins.module_utils.error_log import (
     append_error, default_error_log)
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy_columns import (
+    match_columns, read_columns_many)
 from ansible_collections.icds.citus_migration.plugins.module_utils.errors import (
-    MigrationError, SelectionError)
+    MigrationError, SelectionError, TableMappingError)
 from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import (
     Manifest, ManifestRow, utc_now)
 from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import (
@@ -203,6 +205,7 @@ class MigrationRun:
         self.source_id = ''
         self.rows: List[ManifestRow] = []
         self.estimates: Dict[int, tuple] = {}
+        self.problems: Dict[int, str] = {}
 
     # -- preparation -----------------------------------------------------------------
     def prepare(self, readonly: bool = False) -> List[ManifestRow]:
@@ -220,6 +223,14 @@ class MigrationRun:
                 est = table_estimates(src, [r.source_table for r in self.rows],
                                       self.options.source_schema)
                 self.estimates = {r.id: est.get(r.source_table, (0, 0)) for r in self.rows}
+                self.problems = self._check_mappings(src, tgt)
+                if self.problems and self.options.stop_on_error and not readonly:
+                    shown = list(self.problems.values())[:5]
+                    more = len(self.problems) - len(shown)
+                    raise TableMappingError(
+                        '%d of %d selected tables cannot be copied, nothing was copied: %s%s' % (
+                            len(self.problems), len(self.rows), '; '.join(shown),
+                            ' (and %d more)' % more if more else ''))
                 if not readonly and self.rows:
                     ledger.ensure_ledger(tgt, self.options.ledger_schema)
             finally:
@@ -227,6 +238,24 @@ class MigrationRun:
         finally:
             src.close()
         return self.rows
+
+    def _check_mappings(self, src, tgt) -> Dict[int, str]:
+        """Every selected table checked up front, in two catalog queries: id -> problem."""
+        with src.cursor() as scur, tgt.cursor() as tcur:
+            src_cols = read_columns_many(scur, self.options.source_schema,
+                                         [r.source_table for r in self.rows])
+            tgt_cols = read_columns_many(tcur, self.options.target_schema,
+                                         [r.target for r in self.rows])
+        src.rollback()
+        tgt.rollback()
+        problems = {}
+        for row in self.rows:
+            try:
+                match_columns(row.source_table, row.target, src_cols.get(row.source_table),
+                              tgt_cols.get(row.target))
+            except TableMappingError as exc:
+                problems[row.id] = str(exc)
+        return problems
 
     def task_for(self, row: ManifestRow) -> CopyTask:
         return CopyTask(row.source_table, row.target, self.options.source_schema,

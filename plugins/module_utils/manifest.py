@@ -119,6 +119,14 @@ FROM tables t LEFT JOIN table_facts f ON f.table_id = t.id
 """
 
 
+# A manifest opened read-only may predate the side table: same columns, no facts.
+_SELECT_ROWS_OLD = """
+SELECT t.id, t.source_table, t.date, t.target_table, t.migrated, t.errored,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL
+FROM tables t
+"""
+
+
 def _row(rec: Sequence) -> ManifestRow:
     return ManifestRow(rec[0], rec[1], rec[2], rec[3], bool(rec[4]), bool(rec[5]), *rec[6:])
 
@@ -265,11 +273,19 @@ class Manifest:
             self._facts(table_id, state=None, runner=None)
 
     # -- reading ---------------------------------------------------------------------
+    def _select(self) -> str:
+        has_facts = self._conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                       "AND name = 'table_facts'").fetchone()
+        return _SELECT_ROWS if has_facts else _SELECT_ROWS_OLD
+
     def rows(self) -> List[ManifestRow]:
-        return [_row(r) for r in self._conn.execute(_SELECT_ROWS + ' ORDER BY t.id')]
+        try:
+            return [_row(r) for r in self._conn.execute(self._select() + ' ORDER BY t.id')]
+        except sqlite3.Error as exc:
+            raise _readable(self.path, exc)
 
     def row_by_id(self, table_id: int) -> ManifestRow:
-        rec = self._conn.execute(_SELECT_ROWS + ' WHERE t.id = ?', (table_id,)).fetchone()
+        rec = self._conn.execute(self._select() + ' WHERE t.id = ?', (table_id,)).fetchone()
         if rec is None:
             raise ManifestError('manifest %s has no row with id %d' % (self.path, table_id))
         return _row(rec)
