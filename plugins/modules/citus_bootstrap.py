@@ -1,0 +1,181 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: citus_bootstrap
+short_description: Create the parent and plain tables on the Citus target and distribute them
+description:
+  - Runbook migration step 1. For every top-level table of the source that the table plan
+    classifies as C(drop_child), C(keep_child) or C(plain) (not C(ignore)), creates the table on
+    the target with the source definition (columns, types, defaults, identity and serial
+    sequences, CHECK, primary key and unique constraints, indexes, partitioning clause).
+  - Applies the plan's O(plan) primary keys (Citus needs unique keys to include the distribution
+    column, ICDS used C(supervisor_id, doc_id)), then distributes each table as the plan says
+    with C(create_distributed_table) (hash) or C(create_reference_table); keep-child parents stay
+    local because Citus refuses inheritance with distributed tables.
+  - Re-runnable. Existing tables are never altered and are reported in RV(existing); an existing
+    local table the plan wants distributed is distributed; an existing table distributed
+    differently from the plan is an error naming the table, the actual and the wanted
+    distribution.
+  - The shard count is not passed: Citus uses C(citus.shard_count) as set on the coordinator.
+  - Each table is created and distributed in its own transaction.
+  - Foreign keys are not created (each one is reported as a warning).
+version_added: 0.1.0
+author: icds.citus_migration maintainers
+extends_documentation_fragment:
+  - icds.citus_migration.postgres
+  - icds.citus_migration.postgres.source
+options:
+  plan:
+    description:
+      - Path of the YAML table plan. Defaults to the ICDS plan shipped with the collection
+        (C(plans/icds.yml)).
+    type: path
+  ucr_folder:
+    description:
+      - Folder of UCR data source JSON files. When given, each ICDS UCR table takes its
+        distribution and primary key from its data source (C(config.sql_settings)).
+    type: path
+  tables:
+    description:
+      - Only these top-level tables (each must be a parent or plain table of the plan that
+        exists on the source). Default is every such table.
+    type: list
+    elements: str
+  distribution:
+    description:
+      - V(auto) distributes when the target database has the citus extension; otherwise the
+        tables are only created and RV(skipped_distribution) says why.
+      - V(required) fails, creating nothing, when the target has no citus extension.
+      - V(skip) only creates the tables.
+    type: str
+    choices: [ auto, required, skip ]
+    default: auto
+  schema:
+    description: Schema of the tables, on the source and on the target.
+    type: str
+    default: public
+notes:
+  - Check mode returns the exact statements that would run, and changes nothing.
+  - The top-level connection options are the target (the Citus coordinator); O(source) is the
+    source database.
+'''
+
+EXAMPLES = r'''
+- name: Create and distribute the ICDS tables on the Citus coordinator
+  icds.citus_migration.citus_bootstrap:
+    login_host: citus-coordinator
+    login_db: icds_ucr
+    login_user: commcarehq
+    source:
+      login_host: pg-ucr
+      login_db: commcarehq_icds_aggregatedata
+      login_user: commcarehq
+    ucr_folder: /home/cchq/www/icds/current/custom/icds_reports/ucr/data_sources
+    distribution: required
+  register: bootstrap
+'''
+
+RETURN = r'''
+created_tables:
+  description: Tables created by this run (in check mode, the tables that would be created).
+  returned: always
+  type: list
+  elements: str
+  sample: ["agg_awc", "ucr_icds-cas_static-child_health_cases_a46c129f"]
+distributed:
+  description: Tables distributed by this run, with method (hash or reference) and column.
+  returned: always
+  type: dict
+  sample: {"child_health_monthly": {"method": "hash", "column": "supervisor_id"},
+           "awc_location": {"method": "reference", "column": null}}
+existing:
+  description: Tables of the plan that already existed on the target (left unchanged).
+  returned: always
+  type: list
+  elements: str
+existing_distribution:
+  description: For existing tables, their distribution on the target before this run.
+  returned: always
+  type: dict
+  sample: {"awc_location": "reference", "agg_awc": "local"}
+skipped_distribution:
+  description:
+    - Set when tables were created but not distributed; null otherwise.
+    - C(reason) says why, C(tables) maps each table to the distribution the plan wants.
+  returned: always
+  type: dict
+  sample: {"reason": "the citus extension is not created in the target database",
+           "tables": {"awc_location": "reference"}}
+statements:
+  description: The SQL statements run (in check mode, the statements that would run). No secrets.
+  returned: always
+  type: list
+  elements: str
+unclassified:
+  description: Top-level source tables no plan rule matches (not created).
+  returned: always
+  type: list
+  elements: str
+citus_version:
+  description: Version of the citus extension in the target database, null when absent.
+  returned: always
+  type: str
+'''
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.icds.citus_migration.plugins.module_utils.bootstrap import (
+    apply_bootstrap, plan_bootstrap,
+)
+from ansible_collections.icds.citus_migration.plugins.module_utils.errors import MigrationError
+from ansible_collections.icds.citus_migration.plugins.module_utils.pg_argspec import (
+    postgres_common_argument_spec, source_argument_spec,
+)
+from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import (
+    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, connect, params_from_module_options,
+)
+from ansible_collections.icds.citus_migration.plugins.module_utils.table_plan import load_plan
+
+
+def main():
+    argument_spec = postgres_common_argument_spec()
+    argument_spec.update(source_argument_spec())
+    argument_spec.update(
+        plan=dict(type='path'),
+        ucr_folder=dict(type='path'),
+        tables=dict(type='list', elements='str'),
+        distribution=dict(type='str', default='auto', choices=['auto', 'required', 'skip']),
+        schema=dict(type='str', default='public'),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if not HAS_PSYCOPG2:
+        module.fail_json(msg=missing_required_lib('psycopg2'), exception=str(PSYCOPG2_IMPORT_ERROR))
+
+    p = module.params
+    src = tgt = None
+    try:
+        plan = load_plan(p['plan'], p['ucr_folder'])
+        src = connect(params_from_module_options(p['source']), role='source')
+        tgt = connect(params_from_module_options(p), role='target')
+        bplan = plan_bootstrap(src, tgt, plan, tables=p['tables'],
+                               distribution=p['distribution'], schema=p['schema'])
+        result = apply_bootstrap(tgt, bplan, check_mode=module.check_mode)
+    except MigrationError as exc:
+        module.fail_json(msg=str(exc))
+    finally:
+        for conn in (src, tgt):
+            if conn is not None:
+                conn.close()
+    values = result.as_dict()
+    for warning in values.pop('warnings'):
+        module.warn(warning)
+    module.exit_json(**values)
+
+
+if __name__ == '__main__':
+    main()
