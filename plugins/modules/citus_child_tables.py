@@ -1,0 +1,159 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: citus_child_tables
+short_description: Create on the target the child tables of the parents that keep their children
+description:
+  - Runbook migration step 2. For every keep-child parent of the table plan (for example
+    C(agg_awc)), creates on the target each child table that exists on the source and not on
+    the target, with the child's own CHECK constraints, defaults and indexes. Inheritance
+    children are created with C(INHERITS (parent)); partitions of a declaratively partitioned
+    parent with C(PARTITION OF parent FOR VALUES ...) and the same bounds.
+  - Also creates the partitions of declaratively partitioned drop-child parents, so that rows
+    copied into the parent have a partition to land in (Citus distributes them with the parent).
+  - Re-runnable, only adds what is missing; nothing is executed when nothing is missing.
+  - The parents must exist on the target (run M(icds.citus_migration.citus_bootstrap) first);
+    keep-child parents must be local tables (Citus refuses inheritance on distributed tables).
+  - Children are created in batches of O(batch_size) statements, one transaction per batch.
+version_added: 0.1.0
+author: icds.citus_migration maintainers
+extends_documentation_fragment:
+  - icds.citus_migration.postgres
+  - icds.citus_migration.postgres.source
+options:
+  plan:
+    description:
+      - Path of the YAML table plan. Defaults to the ICDS plan shipped with the collection
+        (C(plans/icds.yml)).
+    type: path
+  ucr_folder:
+    description: Folder of UCR data source JSON files (used to classify UCR tables).
+    type: path
+  parents:
+    description:
+      - Only the children of these parents. Each must be a keep-child parent (or a
+        partitioned drop-child parent) of the plan. Default is every such parent.
+    type: list
+    elements: str
+  batch_size:
+    description: About how many DDL statements run in one transaction (one round trip).
+    type: int
+    default: 500
+  schema:
+    description: Schema of the tables, on the source and on the target.
+    type: str
+    default: public
+notes:
+  - Check mode returns the exact statements that would run, and changes nothing.
+  - The top-level connection options are the target (the Citus coordinator); O(source) is the
+    source database.
+'''
+
+EXAMPLES = r'''
+- name: Create the missing monthly children of the aggregate tables on the coordinator
+  icds.citus_migration.citus_child_tables:
+    login_host: citus-coordinator
+    login_db: icds_ucr
+    login_user: commcarehq
+    source:
+      login_host: pg-ucr
+      login_db: commcarehq_icds_aggregatedata
+      login_user: commcarehq
+    parents: [agg_awc, agg_child_health]
+  register: children
+'''
+
+RETURN = r'''
+parents:
+  description: The parents whose children were considered.
+  returned: always
+  type: list
+  elements: str
+  sample: ["agg_awc", "agg_child_health"]
+created:
+  description: Children created (in check mode, the children that would be created).
+  returned: always
+  type: list
+  elements: str
+  sample: ["agg_awc_2020-01-01_1", "agg_awc_2020-01-01_2"]
+existing_count:
+  description: Children of these parents that already existed on the target.
+  returned: always
+  type: int
+statements:
+  description:
+    - The SQL statements run (in check mode, that would run), at most the first 1000.
+  returned: always
+  type: list
+  elements: str
+statement_count:
+  description: Number of statements run (or that would run), also when RV(statements) is cut.
+  returned: always
+  type: int
+statements_truncated:
+  description: True when RV(statements) holds only the first 1000 statements.
+  returned: always
+  type: bool
+batches:
+  description: Transactions run (0 in check mode).
+  returned: always
+  type: int
+'''
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.icds.citus_migration.plugins.module_utils.child_tables import (
+    DEFAULT_BATCH_SIZE, apply_children, plan_children,
+)
+from ansible_collections.icds.citus_migration.plugins.module_utils.errors import MigrationError
+from ansible_collections.icds.citus_migration.plugins.module_utils.pg_argspec import (
+    postgres_common_argument_spec, source_argument_spec,
+)
+from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import (
+    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, connect, params_from_module_options,
+)
+from ansible_collections.icds.citus_migration.plugins.module_utils.table_plan import load_plan
+
+
+def main():
+    argument_spec = postgres_common_argument_spec()
+    argument_spec.update(source_argument_spec())
+    argument_spec.update(
+        plan=dict(type='path'),
+        ucr_folder=dict(type='path'),
+        parents=dict(type='list', elements='str'),
+        batch_size=dict(type='int', default=DEFAULT_BATCH_SIZE),
+        schema=dict(type='str', default='public'),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if not HAS_PSYCOPG2:
+        module.fail_json(msg=missing_required_lib('psycopg2'), exception=str(PSYCOPG2_IMPORT_ERROR))
+
+    p = module.params
+    src = tgt = None
+    try:
+        plan = load_plan(p['plan'], p['ucr_folder'])
+        src = connect(params_from_module_options(p['source']), role='source')
+        tgt = connect(params_from_module_options(p), role='target')
+        cplan = plan_children(src, tgt, plan, parents=p['parents'], schema=p['schema'])
+        result = apply_children(tgt, cplan, batch_size=p['batch_size'],
+                                check_mode=module.check_mode)
+    except MigrationError as exc:
+        module.fail_json(msg=str(exc))
+    finally:
+        for conn in (src, tgt):
+            if conn is not None:
+                conn.close()
+    values = result.as_dict()
+    for warning in values.pop('warnings'):
+        module.warn(warning)
+    module.exit_json(**values)
+
+
+if __name__ == '__main__':
+    main()
