@@ -19,7 +19,7 @@ SELECT c.oid, c.relname, c.relkind, c.relispartition,
        pg_get_expr(c.relpartbound, c.oid),
        c.reltuples::float8,
        COALESCE(pg_stat_get_live_tuples(c.oid), 0)::bigint,
-       pg_relation_size(c.oid)
+       CASE WHEN %s THEN pg_relation_size(c.oid) END
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_inherits i ON i.inhrelid = c.oid AND i.inhseqno = 1
@@ -63,7 +63,7 @@ class TableInfo:
     partition_bound: Optional[str] = None
     reltuples: float = -1.0
     live_tuples: int = 0
-    size_bytes: int = 0
+    size_bytes: Optional[int] = None
     columns: List[str] = field(default_factory=list)
 
     @property
@@ -76,18 +76,22 @@ class TableInfo:
         return self.parent is None
 
 
-def list_tables(conn, schema: str = 'public', with_columns: bool = True) -> List[TableInfo]:
+def list_tables(conn, schema: str = 'public', with_columns: bool = True,
+                with_sizes: bool = True) -> List[TableInfo]:
     """All tables of ``schema``, sorted by name, with parent, checks, bound, estimates, size.
 
     ``parent`` is the first pg_inherits parent (inheritance child or partition). A parent in
-    another schema is reported in ``parent_schema``.
+    another schema is reported in ``parent_schema``. ``with_sizes=False`` skips
+    pg_relation_size (a file stat per table: the costliest part on 10,000+ tables) and leaves
+    ``size_bytes`` None; ``with_columns=False`` leaves ``columns`` empty.
     """
     with conn.cursor() as cur:
-        cur.execute(_TABLES_SQL, (schema,))
+        cur.execute(_TABLES_SQL, (with_sizes, schema))
         tables = [TableInfo(name=r[1], schema=schema, oid=r[0], is_partitioned=(r[2] == 'p'),
                             is_partition=bool(r[3]), parent=r[4], parent_schema=r[5],
                             partition_bound=r[6], reltuples=float(r[7]),
-                            live_tuples=int(r[8]), size_bytes=int(r[9]))
+                            live_tuples=int(r[8]),
+                            size_bytes=None if r[9] is None else int(r[9]))
                   for r in cur.fetchall()]
         by_oid: Dict[int, TableInfo] = {t.oid: t for t in tables}
         cur.execute(_CHECKS_SQL, (schema,))
