@@ -142,8 +142,8 @@ class ConsoleEvents(RunEvents):
         self._last = time.monotonic()
 
     def _postfix(self, progress: Progress) -> str:
-        return '%d rows, %s, %s/s, %d errored' % (
-            progress.rows_copied, fmt_bytes(progress.bytes_copied + progress.inflight_bytes),
+        return 'data %d%%, %d rows, %s, %s/s, %d errored' % (
+            int(progress.data_fraction() * 100), progress.rows_copied, fmt_bytes(progress.bytes_copied + progress.inflight_bytes),
             fmt_bytes(progress.throughput()), progress.errored_tables)
 
     def table_finished(self, result: TableResult, progress: Progress) -> None:
