@@ -117,7 +117,8 @@ def _select_tables(src_tables, plan, only: Optional[Sequence[str]]):
     return selected, unclassified
 
 
-def _adjust_keys(td: TableDef, rule, distribute_column: Optional[str]) -> TableDef:
+def _adjust_keys(td: TableDef, rule, distribute_column: Optional[str],
+                 warnings: List[str]) -> TableDef:
     """Apply the plan's primary key; check unique keys hold the distribution column."""
     constraints = list(td.constraints)
     pk = td.primary_key
@@ -128,7 +129,14 @@ def _adjust_keys(td: TableDef, rule, distribute_column: Optional[str]) -> TableD
                             % (td.name, ', '.join(missing), rule.label))
         new_pk = primary_key_constraint(pk.name if pk else '%s_pkey' % td.name[:58],
                                          rule.primary_key)
-        constraints = [new_pk] + [c for c in constraints if c.contype != 'p']
+        # PostgreSQL silently folds a UNIQUE identical to the primary key into it: say so.
+        for con in constraints:
+            if con.contype == 'u' and tuple(con.columns) == tuple(rule.primary_key):
+                warnings.append("table '%s': unique constraint '%s' (%s) is the new primary "
+                                "key, not created separately"
+                                % (td.name, con.name, ', '.join(con.columns)))
+        constraints = [new_pk] + [c for c in constraints if c.contype != 'p' and not (
+            c.contype == 'u' and tuple(c.columns) == tuple(rule.primary_key))]
         td = td.with_constraints(constraints)
     if distribute_column is None:
         return td
@@ -206,7 +214,8 @@ def plan_bootstrap(src_conn, tgt_conn, plan, tables: Optional[Sequence[str]] = N
                                                        dist.describe(), rule.label))
         else:
             td = _adjust_keys(defs[table.name], rule,
-                              dist.column if distributing and dist.kind == 'hash' else None)
+                              dist.column if distributing and dist.kind == 'hash' else None,
+                              result.warnings)
             result.warnings.extend(
                 "table '%s': foreign key '%s' not created on the target (%s)"
                 % (td.name, fk.name, fk.definition) for fk in td.foreign_keys)
