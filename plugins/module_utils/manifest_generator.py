@@ -21,7 +21,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.catalog impor
     TableInfo, children_by_parent, descendants, list_tables,
 )
 from ansible_collections.icds.citus_migration.plugins.module_utils.errors import (
-    ManifestError, PlanError,
+    ManifestError, MigrationError, PlanError,
 )
 from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import Manifest
 from ansible_collections.icds.citus_migration.plugins.module_utils.table_plan import TablePlan
@@ -147,7 +147,16 @@ def build_manifest_plan(tables: List[TableInfo], plan: TablePlan) -> ManifestPla
 
 def plan_manifest(conn, plan: TablePlan, schema: str = 'public') -> ManifestPlan:
     """Read the source catalog (a constant number of queries) and plan the manifest rows."""
-    return build_manifest_plan(list_tables(conn, schema, with_sizes=False), plan)
+    try:
+        tables = list_tables(conn, schema, with_sizes=False)
+    except Exception as exc:  # psycopg2.Error: keep psycopg2 optional at import time
+        if exc.__class__.__module__.split('.')[0] != 'psycopg2':
+            raise
+        raise MigrationError('cannot read the tables of schema %s on the source: %s'
+                             % (schema, ' '.join(str(exc).split())))
+    if not tables:
+        raise MigrationError("schema '%s' of the source database has no tables" % schema)
+    return build_manifest_plan(tables, plan)
 
 
 def check_unclassified(manifest_plan: ManifestPlan, unclassified: str = 'error') -> None:

@@ -1,0 +1,179 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: migration_manifest
+short_description: Generate or extend the migration manifest from the source database
+description:
+  - Runbook migration step 3. Lists the tables of the SOURCE database (the module's connection
+    options point at the source; nothing is written to any database) and writes one row per
+    table to copy into the SQLite migration manifest, in the old tool's format.
+  - Table families are described by the table plan (O(plan), by default the shipped ICDS plan).
+    For each family, its parent comes first (no date, no target), then its children sorted by
+    name. A child of a drop-child family targets its parent; a child of a keep-child family
+    targets its own name; a plain table targets its own name (target NULL).
+  - A row's date is the smallest C(YYYY-MM-DD) in the table name, else the smallest date in its
+    CHECK constraints, else the lower bound of its partition bound.
+  - Unlike the old tool, the module may be re-run on an existing manifest (for example after
+    new monthly tables appeared on the source) it adds rows only for source tables not yet in
+    the manifest and never modifies existing rows.
+  - In check mode nothing is written, not even a new manifest file; RV(added) shows what would
+    be added.
+version_added: 0.1.0
+author: icds.citus_migration maintainers
+extends_documentation_fragment:
+  - icds.citus_migration.postgres
+options:
+  path:
+    description:
+      - Path of the SQLite migration manifest. Created (mode 0600) when missing; its directory
+        must exist.
+    type: path
+    required: true
+    aliases: [ db_path, manifest ]
+  plan:
+    description:
+      - Path of a table plan YAML file. Defaults to the ICDS plan shipped in the collection
+        (C(plans/icds.yml)).
+    type: path
+  ucr_folder:
+    description:
+      - Folder of UCR data source JSON files. With it, each ICDS UCR table takes its
+        distribution and primary key from its data source; it only affects the validation
+        warnings of this module.
+    type: path
+  unclassified:
+    description:
+      - What to do with source tables no plan rule fits. V(error) fails listing them and writes
+        nothing; V(warn) writes the other rows and warns.
+    type: str
+    default: error
+    choices: [ error, warn ]
+  schema:
+    description: Schema of the source tables.
+    type: str
+    default: public
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+notes:
+  - The connection options are those of the SOURCE database.
+seealso:
+  - module: icds.citus_migration.migrate_tables
+  - module: icds.citus_migration.migration_status
+'''
+
+EXAMPLES = r'''
+- name: Generate the manifest for the ICDS reporting database
+  icds.citus_migration.migration_manifest:
+    login_host: pgucr0.internal
+    login_user: commcarehq
+    login_db: commcarehq_ucr
+    path: /opt/migration/icds-ucr.db
+    ucr_folder: /home/cchq/www/icds/current/custom/icds_reports/ucr/data_sources
+  register: manifest
+
+- name: Preview what a re-run after a new month would add
+  icds.citus_migration.migration_manifest:
+    login_host: pgucr0.internal
+    login_db: commcarehq_ucr
+    path: /opt/migration/icds-ucr.db
+    unclassified: warn
+  check_mode: true
+'''
+
+RETURN = r'''
+added:
+  description: The rows added (or, in check mode, that would be added), in manifest order.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {source_table: child_health_monthly, date: null, target_table: null,
+       family: child_health_monthly, kind: drop_child}
+    - {source_table: child_health_monthly_2020-01-01, date: '2020-01-01',
+       target_table: child_health_monthly, family: child_health_monthly, kind: drop_child}
+added_count:
+  description: Number of rows in RV(added).
+  returned: always
+  type: int
+  sample: 2
+total:
+  description: Rows in the manifest after the run (in check mode, after a real run).
+  returned: always
+  type: int
+  sample: 222
+ignored:
+  description: Source tables the plan ignores (never copied), children included.
+  returned: always
+  type: list
+  elements: str
+  sample: [django_migrations, ucr_enikshay_static-usage_989180d9]
+unclassified:
+  description: Source tables that fit no rule of the plan (not copied).
+  returned: always
+  type: list
+  elements: str
+  sample: [auth_user]
+'''
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.icds.citus_migration.plugins.module_utils.errors import MigrationError
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest_generator import (
+    UNCLASSIFIED_CHOICES, manifest_row_count, plan_manifest, write_manifest,
+)
+from ansible_collections.icds.citus_migration.plugins.module_utils.pg_argspec import (
+    postgres_common_argument_spec,
+)
+from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import (
+    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, connect, params_from_module_options,
+)
+from ansible_collections.icds.citus_migration.plugins.module_utils.table_plan import load_plan
+
+
+def main():
+    argument_spec = postgres_common_argument_spec()
+    argument_spec.update(
+        path=dict(type='path', required=True, aliases=['db_path', 'manifest']),
+        plan=dict(type='path'),
+        ucr_folder=dict(type='path'),
+        unclassified=dict(type='str', default='error', choices=list(UNCLASSIFIED_CHOICES)),
+        schema=dict(type='str', default='public'),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if not HAS_PSYCOPG2:
+        module.fail_json(msg=missing_required_lib('psycopg2'), exception=str(PSYCOPG2_IMPORT_ERROR))
+    p = module.params
+    try:
+        plan = load_plan(p['plan'], p['ucr_folder'])
+        conn = connect(params_from_module_options(p), role='source database')
+        try:
+            manifest_plan = plan_manifest(conn, plan, p['schema'])
+        finally:
+            conn.close()
+        added = write_manifest(p['path'], manifest_plan, check_mode=module.check_mode,
+                               unclassified=p['unclassified'])
+        total = manifest_row_count(p['path'])
+        if module.check_mode:
+            total += len(added)
+    except MigrationError as exc:
+        module.fail_json(msg=str(exc))
+    for warning in manifest_plan.warnings:
+        module.warn(warning)
+    if manifest_plan.unclassified:
+        module.warn('%d source table(s) fit no rule of the plan and are not copied: %s'
+                    % (len(manifest_plan.unclassified), ', '.join(manifest_plan.unclassified[:50])))
+    module.exit_json(changed=bool(added), added=[row.as_dict() for row in added],
+                     added_count=len(added), total=total, ignored=manifest_plan.ignored,
+                     unclassified=manifest_plan.unclassified)
+
+
+if __name__ == '__main__':
+    main()
