@@ -24,4 +24,5 @@ _link_collection()
 
 pytest_plugins = [
     'tests.fixtures.postgres',
+    'tests.fixtures.couchdb',
 ]

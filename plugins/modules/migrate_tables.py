@@ -28,7 +28,7 @@ description:
   - For long runs, use C(async) and poll M(icds.citus_migration.migration_status) to show
     progress.
 version_added: 0.1.0
-author: icds.citus_migration maintainers
+author: icds.citus_migration maintainers (@icds)
 extends_documentation_fragment:
   - icds.citus_migration.postgres
   - icds.citus_migration.postgres.source

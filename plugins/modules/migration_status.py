@@ -13,7 +13,7 @@ description:
     totals (migrated, errored, running, pending) and, with O(list), one entry per table.
   - Never changes anything; the manifest is opened read-only.
 version_added: 0.1.0
-author: icds.citus_migration maintainers
+author: icds.citus_migration maintainers (@icds)
 options:
   path:
     description: Path of the SQLite migration manifest.
