@@ -150,7 +150,7 @@ def plan_manifest(conn, plan: TablePlan, schema: str = 'public') -> ManifestPlan
     try:
         tables = list_tables(conn, schema, with_sizes=False)
     except Exception as exc:  # psycopg2.Error: keep psycopg2 optional at import time
-        if exc.__class__.__module__.split('.')[0] != 'psycopg2':
+        if exc.__class__.__module__.split('.', maxsplit=1)[0] != 'psycopg2':
             raise
         raise MigrationError('cannot read the tables of schema %s on the source: %s'
                              % (schema, ' '.join(str(exc).split())))

@@ -353,7 +353,7 @@ def _insert(cur, table: str, columns: Columns, rows: List[Tuple[Any, ...]]) -> N
     if not rows:
         return
     stmt = sql.SQL('INSERT INTO {} ({}) VALUES %s').format(
-        _ident(table), sql.SQL(', ').join(_ident(c) for c, _ in columns))
+        _ident(table), sql.SQL(', ').join(_ident(col[0]) for col in columns))
     text = stmt.as_string(cur).replace('%', '%%').replace('VALUES %%s', 'VALUES %s')
     psycopg2.extras.execute_values(cur, text, rows, page_size=500)
 
@@ -459,8 +459,8 @@ class _Builder:
         self.table(sql.SQL('CREATE TABLE {} (id serial PRIMARY KEY, app varchar(255) NOT NULL, '
                            'name varchar(255) NOT NULL, applied timestamptz NOT NULL)')
                    .format(_ident('django_migrations')), 'django_migrations')
-        self.data.append(('django_migrations', [('app', 'text'), ('name', 'text'),
-                                                 ('applied', 'timestamptz')],
+        migration_columns = [('app', 'text'), ('name', 'text'), ('applied', 'timestamptz')]
+        self.data.append(('django_migrations', migration_columns,
                           {'table': 'django_migrations', 'family': 'django_migrations',
                            'seed': self.seed, 'geo': self.geo, 'supervisors': None,
                            'app': 'icds_reports', 'name': '0001_initial'}, 1))
@@ -592,13 +592,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--children-parent', default='child_health_monthly')
     args = parser.parse_args(argv)
     if psycopg2 is None:
-        print('psycopg2 is required', file=sys.stderr)
+        sys.stderr.write('psycopg2 is required\n')
         return 2
     try:
         conn = psycopg2.connect(host=args.host, port=args.port, user=args.user,
                                 dbname=args.dbname)
     except psycopg2.OperationalError as exc:
-        print('cannot connect: %s' % ' '.join(str(exc).split()), file=sys.stderr)
+        sys.stderr.write('cannot connect: %s\n' % ' '.join(str(exc).split()))
         return 1
     try:
         if args.add_month:
@@ -611,15 +611,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                  if args.children else [])
     except (psycopg2.Error, ValueError) as exc:
         conn.rollback()
-        print('failed: %s' % ' '.join(str(exc).split()), file=sys.stderr)
+        sys.stderr.write('failed: %s\n' % ' '.join(str(exc).split()))
         return 1
     finally:
         conn.close()
-    print('created %d tables, %d rows%s' % (
+    sys.stdout.write('created %d tables, %d rows%s\n' % (
         len(summary.tables), sum(summary.rows.values()),
         ', plus %d empty children of %s' % (len(extra), args.children_parent) if extra else ''))
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    raise SystemExit(main())

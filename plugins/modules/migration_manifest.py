@@ -24,7 +24,8 @@ description:
   - In check mode nothing is written, not even a new manifest file; RV(added) shows what would
     be added.
 version_added: 0.1.0
-author: icds.citus_migration maintainers
+author:
+  - icds.citus_migration maintainers (@icds)
 extends_documentation_fragment:
   - icds.citus_migration.postgres
 options:
@@ -59,8 +60,10 @@ options:
     default: public
 attributes:
   check_mode:
+    description: Reports in RV(added) what would be added; writes nothing, not even a new file.
     support: full
   diff_mode:
+    description: No diff is returned.
     support: none
 notes:
   - The connection options are those of the SOURCE database.

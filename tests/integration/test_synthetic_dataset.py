@@ -198,3 +198,28 @@ def test_cli(dbs):
          '--dbname', params.dbname, '--months', '1'],
         capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 1 and 'already exists' in proc.stderr
+
+
+def test_catalog_lists_the_dataset(dbs):
+    _make(dbs.source, months=1, scale=5)
+    dbs.src_sql('ANALYZE')
+    conn = connect(dbs.source)
+    try:
+        tables = {t.name: t for t in list_tables(conn)}
+        lean = {t.name: t for t in list_tables(conn, with_columns=False, with_sizes=False)}
+    finally:
+        conn.close()
+    daily = tables['agg_awc_daily']
+    assert daily.is_partitioned and daily.parent is None and daily.size_bytes == 0
+    part = tables['agg_awc_daily_m202001']
+    assert part.is_partition and part.parent == 'agg_awc_daily'
+    assert part.partition_bound == "FOR VALUES FROM ('2020-01-01') TO ('2020-02-01')"
+    child = tables['agg_awc_2020-01-01_2']
+    assert child.parent == 'agg_awc' and not child.is_partition
+    assert child.checks == ["CHECK (((month = '2020-01-01'::date) AND (aggregation_level = 2)))"]
+    assert child.estimated_rows == 5 and child.size_bytes > 0
+    assert tables[CHC].columns[:3] == ['doc_id', 'inserted_at', 'supervisor_id']
+    assert tables[CHC + '_y2020m01'].parent == CHC
+    assert tables['awc_location'].parent is None and tables['awc_location'].checks == []
+    assert set(lean) == set(tables) and lean[CHC].columns == [] and lean[CHC].size_bytes is None
+    assert lean['agg_awc_2020-01-01_2'].checks == child.checks
