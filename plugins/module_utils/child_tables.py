@@ -43,6 +43,10 @@ class ChildStep:
     name: str
     parent: str
     statements: List[Any]           # psycopg2 sql objects
+    # Citus propagates DDL on its tables (e.g. a partition of a distributed table) to the
+    # workers as the query text it received, and refuses a text with several commands: such
+    # statements are sent one by one (still inside the batch's transaction).
+    one_by_one: bool = False
 
 
 @dataclass
@@ -138,8 +142,10 @@ def plan_children(src_conn, tgt_conn, plan, parents: Optional[Sequence[str]] = N
     if missing_parents:
         raise MigrationError('parent table(s) missing on the target, run citus_bootstrap first: '
                              + ', '.join(missing_parents))
+    citus_managed = set()
     if citus_version(tgt_conn) is not None:
-        current = placements(tgt_conn, selected, schema)
+        current = placements(tgt_conn, [p for _, p in wanted] + selected, schema)
+        citus_managed = set(current)
         for parent in selected:
             actual = current.get(parent, LOCAL)
             if eligible[parent].kind == 'keep_child' and not actual.satisfies('local'):
@@ -169,7 +175,10 @@ def plan_children(src_conn, tgt_conn, plan, parents: Optional[Sequence[str]] = N
         td = defs[child]
         result.warnings.extend("table '%s': foreign key '%s' not created on the target (%s)"
                                % (child, fk.name, fk.definition) for fk in td.foreign_keys)
-        result.steps.append(ChildStep(child, parent, render_table(td, defs)))
+        one_by_one = parent in citus_managed
+        if one_by_one:
+            citus_managed.add(child)  # its own children (sub-partitions) too
+        result.steps.append(ChildStep(child, parent, render_table(td, defs), one_by_one))
     _end_read(tgt_conn)
     return result
 
@@ -195,6 +204,24 @@ def _batches(steps: List[ChildStep], batch_size: int) -> List[List[ChildStep]]:
     return batches
 
 
+def _round_trips(conn, batch: List[ChildStep]) -> List[str]:
+    """The batch's statements as query texts: consecutive plain statements joined into one."""
+    commands: List[str] = []
+    pending: List[str] = []
+    for step in batch:
+        texts = [s.as_string(conn) for s in step.statements]
+        if step.one_by_one:
+            if pending:
+                commands.append(';\n'.join(pending))
+                pending = []
+            commands.extend(texts)
+        else:
+            pending.extend(texts)
+    if pending:
+        commands.append(';\n'.join(pending))
+    return commands
+
+
 def apply_children(tgt_conn, cplan: ChildPlan, batch_size: int = DEFAULT_BATCH_SIZE,
                    check_mode: bool = False) -> ChildResult:
     """Create the missing children (unless check_mode), one transaction per batch."""
@@ -209,7 +236,8 @@ def apply_children(tgt_conn, cplan: ChildPlan, batch_size: int = DEFAULT_BATCH_S
         if not check_mode:
             try:
                 with tgt_conn.cursor() as cur:
-                    cur.execute(';\n'.join(texts))
+                    for command in _round_trips(tgt_conn, batch):
+                        cur.execute(command)
                 tgt_conn.commit()
             except psycopg2.Error as exc:
                 tgt_conn.rollback()
