@@ -127,8 +127,8 @@ def _adjust_keys(td: TableDef, rule, distribute_column: Optional[str],
         if missing:
             raise PlanError("table '%s' has no column(s) %s named in the primary_key of %s"
                             % (td.name, ', '.join(missing), rule.label))
-        new_pk = primary_key_constraint(pk.name if pk else '%s_pkey' % td.name[:58],
-                                         rule.primary_key)
+        pk_name = pk.name if pk else '%s_pkey' % td.name[:58]
+        new_pk = primary_key_constraint(pk_name, rule.primary_key)
         # PostgreSQL silently folds a UNIQUE identical to the primary key into it: say so.
         for con in constraints:
             if con.contype == 'u' and tuple(con.columns) == tuple(rule.primary_key):

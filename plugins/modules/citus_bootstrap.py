@@ -21,11 +21,12 @@ description:
     local table the plan wants distributed is distributed; an existing table distributed
     differently from the plan is an error naming the table, the actual and the wanted
     distribution.
-  - The shard count is not passed: Citus uses C(citus.shard_count) as set on the coordinator.
+  - The shard count is not passed, so Citus uses C(citus.shard_count) as set on the coordinator.
   - Each table is created and distributed in its own transaction.
   - Foreign keys are not created (each one is reported as a warning).
 version_added: 0.1.0
-author: icds.citus_migration maintainers
+author:
+  - ICDS Citus migration maintainers (@icds)
 extends_documentation_fragment:
   - icds.citus_migration.postgres
   - icds.citus_migration.postgres.source

@@ -21,7 +21,8 @@ description:
     keep-child parents must be local tables (Citus refuses inheritance on distributed tables).
   - Children are created in batches of O(batch_size) statements, one transaction per batch.
 version_added: 0.1.0
-author: icds.citus_migration maintainers
+author:
+  - ICDS Citus migration maintainers (@icds)
 extends_documentation_fragment:
   - icds.citus_migration.postgres
   - icds.citus_migration.postgres.source
