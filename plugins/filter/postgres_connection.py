@@ -90,6 +90,27 @@ def postgres_connection(custom, alias, hostvars, groups, user=None, password=Non
     return out
 
 
+def postgres_sources(custom, aliases, hostvars, groups, user=None, password=None,
+                     default_port=5432, ssl_mode='prefer'):
+    """[{'alias': alias, 'conn': postgres_connection(...)}] for each alias, in order."""
+    return [dict(alias=alias, conn=postgres_connection(custom, alias, hostvars, groups, user,
+                                                       password, default_port, ssl_mode))
+            for alias in aliases or []]
+
+
+def citus_workers(hosts, hostvars, dbname, default_port=5432):
+    """[{'host', 'login_host', 'login_port', 'login_db'}] for the inventory's worker hosts."""
+    out = []
+    for host in hosts or []:
+        hvars = hostvars.get(host, {}) if hasattr(hostvars, 'get') else {}
+        out.append(dict(host=host, login_host=str(hvars.get('ansible_host', host)),
+                        login_port=int(hvars.get('postgresql_port') or default_port),
+                        login_db=dbname))
+    return out
+
+
 class FilterModule(object):
     def filters(self):
-        return {'postgres_connection': postgres_connection}
+        return {'postgres_connection': postgres_connection,
+                'postgres_sources': postgres_sources,
+                'citus_workers': citus_workers}

@@ -39,6 +39,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ansible_collections.icds.citus_migration.plugins.module_utils.errors import PlanError
+from ansible_collections.icds.citus_migration.plugins.module_utils.icds_plan import (
+    ICDS_PLAN_NAME, ICDS_PLAN_YAML)
 
 KINDS = ('drop_child', 'keep_child', 'plain', 'ignore')
 DISTRIBUTION_KINDS = ('hash', 'reference', 'local')
@@ -402,10 +404,13 @@ def load_plan(path: Optional[str] = None, ucr_folder: Optional[str] = None) -> T
     """Load a plan file (None = the shipped ICDS plan), with UCR data sources if a folder is given."""
     import yaml  # PyYAML ships with ansible-core
 
-    path = path or DEFAULT_PLAN_PATH
     try:
-        with open(path, encoding='utf-8') as handle:
-            doc = yaml.safe_load(handle)
+        if path is None:
+            path = ICDS_PLAN_NAME
+            doc = yaml.safe_load(ICDS_PLAN_YAML)
+        else:
+            with open(path, encoding='utf-8') as handle:
+                doc = yaml.safe_load(handle)
     except OSError as exc:
         raise PlanError('cannot read plan %s: %s' % (path, exc.strerror or exc))
     except yaml.YAMLError as exc:

@@ -8,6 +8,7 @@ import pytest
 
 from ansible_collections.icds.citus_migration.plugins.module_utils.catalog import TableInfo
 from ansible_collections.icds.citus_migration.plugins.module_utils.errors import PlanError
+from ansible_collections.icds.citus_migration.plugins.module_utils.icds_plan import ICDS_PLAN_NAME, ICDS_PLAN_YAML
 from ansible_collections.icds.citus_migration.plugins.module_utils.table_plan import (
     DEFAULT_PLAN_PATH, Distribution, load_plan, parse_plan, parse_ucr_name, ucr_table_name,
     ucr_table_names,
@@ -43,7 +44,10 @@ def _error(*rules):
 def test_shipped_plan_is_found_relative_to_the_collection():
     assert DEFAULT_PLAN_PATH.endswith(os.path.join('plans', 'icds.yml'))
     assert os.path.isfile(DEFAULT_PLAN_PATH)
-    assert load_plan().source == DEFAULT_PLAN_PATH
+    assert load_plan().source == ICDS_PLAN_NAME
+    # the embedded copy (shipped inside module payloads) is the file operators read
+    with open(DEFAULT_PLAN_PATH, encoding='utf-8') as handle:
+        assert handle.read() == ICDS_PLAN_YAML
 
 
 @pytest.mark.parametrize('name, kind, dist, pk', [
