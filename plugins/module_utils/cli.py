@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     mig.add_argument('--confirm', action='store_true', help='ask before each table')
     mig.add_argument('--dry-run', action='store_true', help='print what would be copied; touch nothing')
     mig.add_argument('--parallel', type=int, default=1, help='tables copied at once (default 1)')
+    mig.add_argument('--split-threshold', default='1GB', metavar='SIZE',
+                     help='copy a source table larger than SIZE on disk (e.g. 1GB, 500MB; '
+                          'bytes without a unit) in parts: ctid block ranges copied in '
+                          'parallel like separate tables, each exactly once (the split plan '
+                          'and every part are recorded on the target). Default 1GB')
+    mig.add_argument('--split-parts', type=int, default=None, metavar='N',
+                     help='parts per split table (default: --parallel)')
     mig.add_argument('--no-stop-on-error', action='store_true',
                      help='keep starting tables after one failed')
     mig.add_argument('--retry-errors', action='store_true', help='also copy tables that failed before')
@@ -194,7 +201,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
                          end_date=args.end_date, table=args.table,
                          source_schema=args.source_schema, target_schema=args.target_schema,
                          ledger_schema=args.ledger_schema, error_log=args.error_log,
-                         source_id=args.source_id)
+                         source_id=args.source_id, split_threshold=args.split_threshold,
+                         split_parts=args.split_parts)
     tty = sys.stdout.isatty()
     events = ConsoleEvents(sys.stdout, args.progress_interval, args.verbose, tty)
     run = MigrationRun(args.db_path, _params(args, 'source'), _params(args, 'target'), options, events)

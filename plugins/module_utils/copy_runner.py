@@ -4,13 +4,22 @@
 
 The CLI and the ``migrate_tables`` module are thin fronts over ``MigrationRun``.
 Only the main thread touches the manifest; worker threads each own one source and one
-target connection and copy one table at a time.
+target connection and copy one table (or one part of a table) at a time.
+
+Large tables: a source table bigger than ``split_threshold`` bytes is copied as
+``split_parts`` ctid ranges (default: ``parallel``), each its own job, target transaction and
+ledger row, spread over the workers like separate tables. The split plan is stored on the
+target before the first part is copied (see ``table_copy.plan_split``), so every runner and
+every re-run copies the same parts, each exactly once. The manifest row becomes migrated
+when every part is in the ledger, errored when a part failed (a re-run copies only the
+missing parts).
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import re
 import socket
 import threading
 import time
@@ -36,9 +45,29 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.selection imp
 from ansible_collections.icds.citus_migration.plugins.module_utils.source_stats import (
     table_estimates)
 from ansible_collections.icds.citus_migration.plugins.module_utils.table_copy import (
-    ByteCounter, CopyFailed, CopyTask, copy_statements, diagnose, resolve_mapping, copy_table)
+    ByteCounter, CopyFailed, CopyTask, copy_statements, diagnose, plan_split, resolve_mapping,
+    copy_table, source_blocks, split_ranges)
 
 MAX_PARALLEL = 64
+MAX_SPLIT_PARTS = 1024
+DEFAULT_SPLIT_THRESHOLD = 1 << 30
+_SIZE_RE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?\s*$', re.IGNORECASE)
+_UNITS = {'': 1, 'k': 1 << 10, 'm': 1 << 20, 'g': 1 << 30, 't': 1 << 40, 'p': 1 << 50}
+
+
+def parse_size(value, flag: str = '--split-threshold') -> int:
+    """Bytes from an int or a size such as ``1GB``, ``512MB``, ``1.5g`` (1024-based)."""
+    if isinstance(value, bool):
+        raise SelectionError('%s must be a size such as 1GB, got %r' % (flag, value))
+    if isinstance(value, int):
+        if value < 0:
+            raise SelectionError('%s must not be negative, got %d' % (flag, value))
+        return value
+    match = _SIZE_RE.match(str(value))
+    if not match:
+        raise SelectionError("%s must be a size such as 1GB or 500MB (bytes if no unit), got '%s'"
+                             % (flag, value))
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
 @dataclass
@@ -54,6 +83,8 @@ class RunOptions:
     ledger_schema: str = ledger.DEFAULT_LEDGER_SCHEMA
     error_log: Optional[str] = None  # None: <manifest>.errors.jsonl; '': no log
     source_id: Optional[str] = None
+    split_threshold: object = DEFAULT_SPLIT_THRESHOLD  # bytes, or a size text such as '1GB'
+    split_parts: Optional[int] = None  # None: parallel
 
     def validate(self) -> None:
         if not isinstance(self.parallel, int) or isinstance(self.parallel, bool) \
@@ -62,6 +93,17 @@ class RunOptions:
                                  % (MAX_PARALLEL, self.parallel))
         self.start_date = parse_month_start(self.start_date, '--start-date')
         self.end_date = parse_month_start(self.end_date, '--end-date')
+        self.split_threshold = parse_size(
+            DEFAULT_SPLIT_THRESHOLD if self.split_threshold is None else self.split_threshold)
+        if self.split_parts is not None and (
+                not isinstance(self.split_parts, int) or isinstance(self.split_parts, bool)
+                or self.split_parts < 1 or self.split_parts > MAX_SPLIT_PARTS):
+            raise SelectionError('--split-parts must be a whole number from 1 to %d, got %r'
+                                 % (MAX_SPLIT_PARTS, self.split_parts))
+
+    @property
+    def parts(self) -> int:
+        return self.split_parts or self.parallel
 
 
 @dataclass
@@ -76,6 +118,7 @@ class TableResult:
     binary: Optional[bool] = None
     error: Optional[str] = None
     sqlstate: Optional[str] = None
+    parts: Optional[int] = None  # number of ctid parts when the table was copied in parts
 
     def as_dict(self) -> Dict[str, object]:
         return dict(self.__dict__)
@@ -257,34 +300,58 @@ class MigrationRun:
                 problems[row.id] = str(exc)
         return problems
 
-    def task_for(self, row: ManifestRow) -> CopyTask:
+    def task_for(self, row: ManifestRow, part: str = '') -> CopyTask:
         return CopyTask(row.source_table, row.target, self.options.source_schema,
-                        self.options.target_schema)
+                        self.options.target_schema, part)
+
+    def wants_split(self, row: ManifestRow) -> bool:
+        """Over the size threshold (bytes on disk of the source table) and more than one part."""
+        size = self.estimates.get(row.id, (0, 0))[1]
+        return self.options.parts > 1 and size > self.options.split_threshold
 
     def dry_run(self) -> List[Dict[str, object]]:
-        """What a real run would do per row, touching nothing (statements or the error)."""
+        """What a real run would do per row, touching nothing (statements or the error).
+
+        A table that would be copied in parts lists them under ``parts`` (the stored plan if
+        there is one, else the plan a run would store now); ``copy_out`` then holds one
+        statement per part, one per line."""
         plan = []
         src = connect(self.source, 'source')
         tgt = connect(self.target, 'target')
         try:
             with tgt.cursor() as cur:
                 has_ledger = ledger.ledger_exists(cur, self.options.ledger_schema)
+                has_plans = has_ledger and ledger.split_plan_table_exists(
+                    cur, self.options.ledger_schema)
+                stored = ledger.split_plans(cur, self.options.ledger_schema, self.source_id,
+                                            [r.source_table for r in self.rows]) if has_plans else {}
+            tgt.rollback()
             for row in self.rows:
                 task = self.task_for(row)
                 item = {'id': row.id, 'source_table': row.source_table,
                         'target_table': row.target, 'date': row.date}
                 try:
                     mapping = resolve_mapping(src, tgt, task)
-                    out, into = copy_statements(task, mapping)
-                    item['copy_out'] = out.as_string(src)
-                    item['copy_in'] = into.as_string(tgt)
-                    item['format'] = 'binary' if mapping.binary else 'text'
+                    done = None
                     if has_ledger:
                         with tgt.cursor() as cur:
                             done = ledger.lookup(cur, self.options.ledger_schema,
                                                  self.source_id, row.source_table)
                         tgt.rollback()
                         item['already_copied'] = done is not None
+                    parts = stored.get(row.source_table)
+                    if parts is None and done is None and self.wants_split(row):
+                        parts = split_ranges(source_blocks(src, task.source_schema,
+                                                           task.source_table), self.options.parts)
+                    if parts:
+                        outs = [copy_statements(self.task_for(row, p), mapping)[0].as_string(src)
+                                for p in parts]
+                        item['parts'] = list(parts)
+                        item['copy_out'] = '\n'.join(outs)
+                    else:
+                        item['copy_out'] = copy_statements(task, mapping)[0].as_string(src)
+                    item['copy_in'] = copy_statements(task, mapping)[1].as_string(tgt)
+                    item['format'] = 'binary' if mapping.binary else 'text'
                 except MigrationError as exc:
                     item['error'] = str(exc)
                 plan.append(item)
@@ -294,63 +361,129 @@ class MigrationRun:
         return plan
 
     # -- the run ---------------------------------------------------------------------
+    def _plan_splits(self, groups: Dict[int, '_Group']) -> None:
+        """Give every table that is (or must be) copied in parts its stored parts."""
+        opts = self.options
+        if not self.rows:
+            return
+        src = connect(self.source, 'source')
+        try:
+            tgt = connect(self.target, 'target')
+            try:
+                with tgt.cursor() as cur:
+                    stored = ledger.split_plans(cur, opts.ledger_schema, self.source_id,
+                                                [r.source_table for r in self.rows])
+                tgt.rollback()
+                for row in self.rows:
+                    parts = stored.get(row.source_table)
+                    if parts is None and self.wants_split(row):
+                        parts = plan_split(src, tgt, self.task_for(row), self.source_id,
+                                           self.runner, opts.parts, opts.ledger_schema)
+                    if parts:
+                        groups[row.id].set_parts(parts)
+            finally:
+                tgt.close()
+        finally:
+            src.close()
+
+    def _adopt_plan(self, group: '_Group') -> List[str]:
+        """A whole-table copy found a split plan stored by another runner: use it."""
+        src = connect(self.source, 'source')
+        try:
+            tgt = connect(self.target, 'target')
+            try:
+                return plan_split(src, tgt, self.task_for(group.row), self.source_id,
+                                  self.runner, self.options.parts,
+                                  self.options.ledger_schema) or ['']
+            finally:
+                tgt.close()
+        finally:
+            src.close()
+
     def run(self, confirm: Optional[Callable[[ManifestRow], bool]] = None) -> RunReport:
         assert self.manifest is not None, 'prepare() first'
         opts = self.options
         progress = Progress(self.estimates)
         report = RunReport(selected=len(self.rows))
+        groups = {row.id: _Group(row) for row in self.rows}
+        error_log = default_error_log(self.manifest_path) if opts.error_log is None else opts.error_log
+        started = time.monotonic()
+        self._plan_splits(groups)
         workers = [_Worker(self, i) for i in range(opts.parallel)]
         free = list(workers)
-        pending = deque(self.rows)
+        pending = deque(_Job(groups[row.id], part) for row in self.rows
+                        for part in groups[row.id].parts)
         deferred = deque()
         in_flight = {}
         stopping = False
-        error_log = default_error_log(self.manifest_path) if opts.error_log is None else opts.error_log
         self.events.started(progress)
-        started = time.monotonic()
         pool = ThreadPoolExecutor(max_workers=opts.parallel, thread_name_prefix='copy')
         try:
             while True:
                 while free and not stopping and (pending or (deferred and not pending)):
                     if pending:
-                        row, wait_lock = pending.popleft(), False
+                        job, wait_lock = pending.popleft(), False
                     else:
-                        row, wait_lock = deferred.popleft(), True
-                    if confirm is not None and not wait_lock and not confirm(row):
-                        report.results.append(TableResult(row.id, row.source_table, row.target,
-                                                          'skipped'))
+                        job, wait_lock = deferred.popleft(), True
+                    group = job.group
+                    if group.skipped:
                         continue
+                    if not group.started:
+                        if confirm is not None and not confirm(group.row):
+                            group.skipped = True
+                            report.results.append(TableResult(
+                                group.row.id, group.row.source_table, group.row.target, 'skipped'))
+                            continue
+                        group.started = True
+                        group.t0 = (time.monotonic(), utc_now())
+                        self.manifest.mark_running(group.row.id, self.runner)
+                        self.events.table_started(group.row)
+                    elif not job.part and wait_lock:
+                        self.manifest.mark_running(group.row.id, self.runner)
                     worker = free.pop()
-                    self.manifest.mark_running(row.id, self.runner)
-                    self.events.table_started(row)
-                    fut = pool.submit(worker.copy, self.task_for(row), wait_lock)
-                    in_flight[fut] = (row, worker, (time.monotonic(), utc_now()))
+                    group.in_flight += 1
+                    fut = pool.submit(worker.copy, self.task_for(group.row, job.part), wait_lock)
+                    in_flight[fut] = (job, worker)
                 if not in_flight:
                     break
                 done, _ = wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    row, worker, t0 = in_flight.pop(fut)
+                    job, worker = in_flight.pop(fut)
                     free.append(worker)
-                    result = self._settle(row, fut, t0, error_log, deferred)
-                    if result is None:
+                    job.group.in_flight -= 1
+                    complete = self._settle(job, fut, error_log, pending, deferred)
+                    if job.group.error is not None and opts.stop_on_error:
+                        stopping = True
+                    if not complete:
                         continue
+                    result = self._finish(job.group)
                     report.results.append(result)
                     ok = result.status in ('copied', 'already_copied')
-                    progress.finished(row.id, ok, result.rows, result.bytes)
+                    progress.finished(result.id, ok, result.rows, result.bytes)
                     self.events.table_finished(result, progress)
                     if not ok and opts.stop_on_error:
                         stopping = True
-                progress.inflight_bytes = sum(w.counter.value for _, w, _ in in_flight.values())
+                progress.inflight_bytes = sum(w.counter.value for _, w in in_flight.values())
                 self.events.tick(progress)
+            # groups left incomplete (stopped after an error elsewhere or in one of their parts)
+            for group in groups.values():
+                if group.started and not group.finished and not group.skipped:
+                    result = self._finish(group, incomplete=True)
+                    report.results.append(result)
+                    if result.status == 'errored':
+                        progress.finished(result.id, False)
+                    self.events.table_finished(result, progress)
         except KeyboardInterrupt:
             stopping = True
-            for row, worker, _ in in_flight.values():
+            for job, worker in in_flight.values():
                 worker.cancel()
             wait(list(in_flight))
-            for fut, (row, worker, _) in in_flight.items():
-                self.manifest.mark_pending(row.id)
-                report.results.append(TableResult(row.id, row.source_table, row.target,
-                                                  'interrupted'))
+            for group in groups.values():
+                if group.started and not group.finished and not group.skipped:
+                    group.finished = True
+                    self.manifest.mark_pending(group.row.id)
+                    report.results.append(TableResult(group.row.id, group.row.source_table,
+                                                      group.row.target, 'interrupted'))
             raise
         finally:
             pool.shutdown(wait=True)
@@ -361,47 +494,130 @@ class MigrationRun:
             self.events.finished(report, progress)
         return report
 
-    def _settle(self, row: ManifestRow, fut, t0: tuple, error_log: str,
-                deferred: deque) -> Optional[TableResult]:
-        """Record one finished copy in the manifest; None when it must be retried later."""
-        finished = utc_now()
+    def _settle(self, job: '_Job', fut, error_log: str, pending: deque,
+                deferred: deque) -> bool:
+        """Account one finished job; True when its table is complete (every part settled)."""
+        group = job.group
         try:
             outcome = fut.result()
         except MigrationError as exc:
-            return self._failed(row, exc, error_log)
+            self._log_error(group.row, self.task_for(group.row, job.part), exc, error_log)
+            group.error = group.error or exc
+            group.left -= 1
+            group.failed += 1
+            return group.left == 0 and group.in_flight == 0
         except Exception as exc:  # unexpected: still recorded, never a silent loss
-            return self._failed(row, diagnose(exc, 'runner'), error_log)
+            exc = diagnose(exc, 'runner')
+            self._log_error(group.row, self.task_for(group.row, job.part), exc, error_log)
+            group.error = group.error or exc
+            group.left -= 1
+            group.failed += 1
+            return group.left == 0 and group.in_flight == 0
         if outcome.status == 'busy':
-            self.manifest.mark_pending(row.id)
-            deferred.append(row)
-            return None
-        duration = outcome.duration_s if outcome.duration_s is not None else time.monotonic() - t0[0]
-        started_at = t0[1]
-        self.manifest.mark_migrated(row.id, outcome.rows, outcome.nbytes, started_at,
-                                    finished, duration,
-                                    outcome.copied_by if outcome.status == 'already_copied'
-                                    else self.runner)
-        return TableResult(row.id, row.source_table, row.target, outcome.status, outcome.rows,
-                           outcome.nbytes, duration, outcome.binary)
+            if not job.part:
+                self.manifest.mark_pending(group.row.id)
+            deferred.append(job)
+            return False
+        if outcome.status == 'split':
+            parts = self._adopt_plan(group)
+            if parts != ['']:
+                group.set_parts(parts)
+                pending.extendleft(reversed([_Job(group, p) for p in parts]))
+            else:
+                deferred.append(job)
+            return False
+        group.left -= 1
+        group.rows += outcome.rows or 0
+        group.nbytes += outcome.nbytes or 0
+        group.binary = outcome.binary if outcome.binary is not None else group.binary
+        if outcome.status == 'copied':
+            group.copied = True
+        elif group.copied_by is None:
+            group.copied_by = outcome.copied_by
+        if not job.part and outcome.duration_s is not None:
+            group.duration = outcome.duration_s
+        return group.left == 0 and group.in_flight == 0
 
-    def _failed(self, row: ManifestRow, exc: MigrationError, error_log: str) -> TableResult:
-        sqlstate = getattr(exc, 'sqlstate', None)
-        message = str(exc)
-        self.manifest.mark_errored(row.id, message, sqlstate)
-        task = self.task_for(row)
+    def _finish(self, group: '_Group', incomplete: bool = False) -> TableResult:
+        """Record a table whose jobs are all settled (or abandoned) in the manifest."""
+        group.finished = True
+        row = group.row
+        nparts = len(group.parts) if group.parts != [''] else None
+        if group.error is not None:
+            exc = group.error
+            message = str(exc)
+            if nparts:
+                message = '%d of %d parts not copied; first failure: %s' % (
+                    group.failed + group.left, nparts, message)
+            sqlstate = getattr(exc, 'sqlstate', None)
+            self.manifest.mark_errored(row.id, message, sqlstate)
+            return TableResult(row.id, row.source_table, row.target, 'errored', error=message,
+                               sqlstate=sqlstate, parts=nparts)
+        if incomplete:
+            self.manifest.mark_pending(row.id)
+            return TableResult(row.id, row.source_table, row.target, 'interrupted',
+                               parts=nparts)
+        duration = group.duration if group.duration is not None else \
+            time.monotonic() - group.t0[0]
+        status = 'copied' if group.copied else 'already_copied'
+        self.manifest.mark_migrated(row.id, group.rows, group.nbytes, group.t0[1], utc_now(),
+                                    duration, self.runner if group.copied else group.copied_by)
+        return TableResult(row.id, row.source_table, row.target, status, group.rows,
+                           group.nbytes, duration, group.binary, parts=nparts)
+
+    def _log_error(self, row: ManifestRow, task: CopyTask, exc: MigrationError,
+                   error_log: str) -> None:
+        command = 'COPY %s.%s TO STDOUT | COPY %s.%s FROM STDIN' % (
+            task.source_schema, task.source_table, task.target_schema, task.target_table)
+        if task.part:
+            command = 'COPY (SELECT ... FROM ONLY %s.%s WHERE %s) TO STDOUT | COPY %s.%s FROM STDIN' % (
+                task.source_schema, task.source_table, task.part, task.target_schema,
+                task.target_table)
         append_error(error_log, {
             'time': utc_now(), 'manifest_id': row.id, 'source_table': row.source_table,
-            'target_table': row.target, 'date': row.date, 'sqlstate': sqlstate,
-            'message': message, 'detail': getattr(exc, 'detail', None),
+            'target_table': row.target, 'date': row.date, 'part': task.part or None,
+            'sqlstate': getattr(exc, 'sqlstate', None),
+            'message': str(exc), 'detail': getattr(exc, 'detail', None),
             'context': getattr(exc, 'context', None), 'hint': getattr(exc, 'hint', None),
-            'command': 'COPY %s.%s TO STDOUT | COPY %s.%s FROM STDIN' % (
-                task.source_schema, task.source_table, task.target_schema, task.target_table),
-            'source': self.source.describe(), 'target': self.target.describe(),
-            'runner': self.runner,
+            'command': command, 'source': self.source.describe(),
+            'target': self.target.describe(), 'runner': self.runner,
         })
-        return TableResult(row.id, row.source_table, row.target, 'errored', error=message,
-                           sqlstate=sqlstate)
 
     def close(self) -> None:
         if self.manifest is not None:
             self.manifest.close()
+
+
+@dataclass(eq=False)
+class _Group:
+    """The jobs of one manifest row: one whole-table job, or one job per part."""
+
+    row: ManifestRow
+    parts: List[str] = field(default_factory=lambda: [''])
+    left: int = -1
+    in_flight: int = 0
+    failed: int = 0
+    started: bool = False
+    finished: bool = False
+    skipped: bool = False
+    t0: tuple = (0.0, '')
+    rows: int = 0
+    nbytes: int = 0
+    binary: Optional[bool] = None
+    copied: bool = False
+    copied_by: Optional[str] = None
+    duration: Optional[float] = None
+    error: Optional[MigrationError] = None
+
+    def __post_init__(self) -> None:
+        self.left = len(self.parts)
+
+    def set_parts(self, parts: List[str]) -> None:
+        self.parts = list(parts)
+        self.left = len(self.parts)
+
+
+@dataclass(eq=False)
+class _Job:
+    group: _Group
+    part: str = ''

@@ -9,13 +9,18 @@ target commit and the manifest update, or a second runner on the same (or a copi
 manifest, therefore never copies a table twice. The SQLite manifest is only a cache of it.
 On Citus the ledger is a plain local table on the coordinator, which may share a
 transaction with a COPY into a distributed table.
+
+A large table may be copied in parts (ctid block ranges). Its split plan is stored in
+``<ledger_schema>.copy_split_plan`` before any part is copied, under the same advisory lock
+as the whole-table copy: the first planner wins, every later run reuses its plan, and a
+table is either copied whole (ledger part '') or in parts, never both.
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Dict, List, Optional, Sequence
 
 from psycopg2 import sql
 
@@ -37,13 +42,17 @@ def _table(schema: str) -> sql.Composed:
     return sql.SQL('{}.{}').format(sql.Identifier(schema), sql.Identifier('copy_ledger'))
 
 
+def _plan_table(schema: str) -> sql.Composed:
+    return sql.SQL('{}.{}').format(sql.Identifier(schema), sql.Identifier('copy_split_plan'))
+
+
 def ensure_ledger(conn, schema: str = DEFAULT_LEDGER_SCHEMA) -> bool:
-    """Create the ledger schema and table if missing (serialised by an advisory lock).
+    """Create the ledger schema and tables if missing (serialised by an advisory lock).
 
     Returns True when something was created. Commits.
     """
     with conn.cursor() as cur:
-        if ledger_exists(cur, schema):
+        if ledger_exists(cur, schema) and split_plan_table_exists(cur, schema):
             conn.commit()
             return False
         cur.execute('SELECT pg_advisory_xact_lock(%s, %s)', (LOCK_NAMESPACE, _SETUP_LOCK))
@@ -60,8 +69,22 @@ def ensure_ledger(conn, schema: str = DEFAULT_LEDGER_SCHEMA) -> bool:
                 runner text,
                 PRIMARY KEY (source_id, source_table, part)
             )""").format(_table(schema)))
+        cur.execute(sql.SQL("""
+            CREATE TABLE IF NOT EXISTS {} (
+                source_id text NOT NULL,
+                source_table text NOT NULL,
+                parts text[] NOT NULL,
+                planned_at timestamptz NOT NULL DEFAULT now(),
+                runner text,
+                PRIMARY KEY (source_id, source_table)
+            )""").format(_plan_table(schema)))
     conn.commit()
     return True
+
+
+def split_plan_table_exists(cur, schema: str = DEFAULT_LEDGER_SCHEMA) -> bool:
+    cur.execute('SELECT to_regclass(%s)', (_plan_table(schema).as_string(cur),))
+    return cur.fetchone()[0] is not None
 
 
 def ledger_exists(cur, schema: str = DEFAULT_LEDGER_SCHEMA) -> bool:
@@ -104,3 +127,40 @@ def forget(cur, schema: str, source_id: str, source_table: str, part: str = '') 
     """Remove a ledger row (used when a table is deliberately re-copied)."""
     cur.execute(sql.SQL('DELETE FROM {} WHERE source_id = %s AND source_table = %s AND part = %s')
                 .format(_table(schema)), (source_id, source_table, part))
+
+
+def lookup_many(cur, schema: str, source_id: str,
+                source_tables: Sequence[str]) -> Dict[str, Dict[str, LedgerEntry]]:
+    """Every ledger row of many tables in one query: table -> part -> entry."""
+    cur.execute(sql.SQL('SELECT source_table, part, rows_copied, bytes_copied, copied_at::text, '
+                        'runner FROM {} WHERE source_id = %s AND source_table = ANY(%s)')
+                .format(_table(schema)), (source_id, list(source_tables)))
+    out: Dict[str, Dict[str, LedgerEntry]] = {}
+    for table, part, *rest in cur.fetchall():
+        out.setdefault(table, {})[part] = LedgerEntry(*rest)
+    return out
+
+
+def split_plan(cur, schema: str, source_id: str, source_table: str) -> Optional[List[str]]:
+    """The stored parts of a table copied in parts, or None when it has no split plan."""
+    cur.execute(sql.SQL('SELECT parts FROM {} WHERE source_id = %s AND source_table = %s')
+                .format(_plan_table(schema)), (source_id, source_table))
+    rec = cur.fetchone()
+    return list(rec[0]) if rec else None
+
+
+def split_plans(cur, schema: str, source_id: str,
+                source_tables: Sequence[str]) -> Dict[str, List[str]]:
+    """Stored split plans of many tables in one query (absent: no plan)."""
+    cur.execute(sql.SQL('SELECT source_table, parts FROM {} WHERE source_id = %s '
+                        'AND source_table = ANY(%s)').format(_plan_table(schema)),
+                (source_id, list(source_tables)))
+    return {t: list(p) for t, p in cur.fetchall()}
+
+
+def record_split_plan(cur, schema: str, source_id: str, source_table: str,
+                      parts: Sequence[str], runner: str) -> None:
+    """Store a split plan. The caller holds the table's lock (``try_lock`` part '')."""
+    cur.execute(sql.SQL('INSERT INTO {} (source_id, source_table, parts, runner) '
+                        'VALUES (%s, %s, %s, %s)').format(_plan_table(schema)),
+                (source_id, source_table, list(parts), runner))

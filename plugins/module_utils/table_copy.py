@@ -6,6 +6,12 @@ The bytes flow through an in-kernel pipe between a reader thread (source) and th
 COPY: no shell, no temporary file, no rewriting of the data. The target transaction holds
 the table's advisory lock, the data and the ledger row; it commits only when the source
 COPY finished cleanly and both sides agree on the row count.
+
+A part of a large table (``CopyTask.part``, see ``split_ranges``) is a ctid block range
+``ctid:(a,0)-(b,0)``, copied with ``COPY (SELECT ... FROM ONLY t WHERE ctid >= '(a,0)' AND
+ctid < '(b,0)') TO STDOUT``; PostgreSQL 14+ runs that as a TID range scan that reads only
+those blocks. The last range is open-ended (``ctid:(a,0)-``) so rows in blocks added after
+planning are still copied.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -17,7 +23,8 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Optional
+import re
+from typing import List, Optional, Tuple
 
 from psycopg2 import sql
 
@@ -26,6 +33,8 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.copy_columns 
     ColumnMapping, match_columns, read_columns)
 from ansible_collections.icds.citus_migration.plugins.module_utils.errors import MigrationError
 
+PART_PREFIX = 'ctid:'
+_PART_RE = re.compile(r'^ctid:\((\d+),0\)-(?:\((\d+),0\))?$')
 PIPE_SIZE = 1 << 20
 CHUNK = 1 << 18
 F_SETPIPE_SZ = getattr(fcntl, 'F_SETPIPE_SZ', 1031)
@@ -57,7 +66,7 @@ class CopyTask:
 
 @dataclass
 class CopyOutcome:
-    status: str  # 'copied' | 'already_copied' | 'busy'
+    status: str  # 'copied' | 'already_copied' | 'busy' | 'split' (a split plan exists)
     rows: Optional[int] = None
     nbytes: Optional[int] = None
     duration_s: Optional[float] = None
@@ -92,11 +101,37 @@ class _CountingReader:
         self._file.close()
 
 
+def split_ranges(nblocks: int, parts: int) -> List[str]:
+    """``parts`` ctid block ranges covering blocks 0..nblocks; the last one open-ended."""
+    parts = max(1, min(parts, max(1, nblocks)))
+    bounds = [nblocks * i // parts for i in range(parts)]
+    out = ['%s(%d,0)-(%d,0)' % (PART_PREFIX, a, b) for a, b in zip(bounds, bounds[1:])]
+    out.append('%s(%d,0)-' % (PART_PREFIX, bounds[-1]))
+    return out
+
+
+def part_range(part: str) -> Tuple[int, Optional[int]]:
+    """(first block, end block or None when open-ended) of a part made by split_ranges."""
+    match = _PART_RE.match(part)
+    if not match:
+        raise MigrationError('not a ctid range part: %r' % part)
+    return int(match.group(1)), (int(match.group(2)) if match.group(2) is not None else None)
+
+
 def copy_statements(task: CopyTask, mapping: ColumnMapping):
     cols = sql.SQL(', ').join(sql.Identifier(c) for c in mapping.columns)
     fmt = sql.SQL('(FORMAT binary)' if mapping.binary else '(FORMAT text)')
-    out = sql.SQL('COPY {}.{} ({}) TO STDOUT {}').format(
-        sql.Identifier(task.source_schema), sql.Identifier(task.source_table), cols, fmt)
+    if task.part:
+        first, end = part_range(task.part)
+        where = sql.SQL('ctid >= {}::tid').format(sql.Literal('(%d,0)' % first))
+        if end is not None:
+            where = sql.SQL('{} AND ctid < {}::tid').format(where, sql.Literal('(%d,0)' % end))
+        out = sql.SQL('COPY (SELECT {} FROM ONLY {}.{} WHERE {}) TO STDOUT {}').format(
+            cols, sql.Identifier(task.source_schema), sql.Identifier(task.source_table),
+            where, fmt)
+    else:
+        out = sql.SQL('COPY {}.{} ({}) TO STDOUT {}').format(
+            sql.Identifier(task.source_schema), sql.Identifier(task.source_table), cols, fmt)
     into = sql.SQL('COPY {}.{} ({}) FROM STDIN {}').format(
         sql.Identifier(task.target_schema), sql.Identifier(task.target_table), cols, fmt)
     return out, into
@@ -133,11 +168,15 @@ def resolve_mapping(src_conn, tgt_conn, task: CopyTask) -> ColumnMapping:
 
 def copy_table(src_conn, tgt_conn, task: CopyTask, source_id: str, runner: str,
                ledger_schema: str = ledger.DEFAULT_LEDGER_SCHEMA, wait_for_lock: bool = False,
-               counter: Optional[ByteCounter] = None) -> CopyOutcome:
-    """Copy one table exactly once. Raises CopyFailed; both transactions end rolled back."""
+               counter: Optional[ByteCounter] = None,
+               mapping: Optional[ColumnMapping] = None) -> CopyOutcome:
+    """Copy one table (or one part of it) exactly once. Raises CopyFailed; both
+    transactions end rolled back. A whole-table copy returns status 'split' without
+    copying when the table has a split plan (it is copied in parts)."""
     counter = counter or ByteCounter()
     started = time.monotonic()
-    mapping = resolve_mapping(src_conn, tgt_conn, task)
+    if mapping is None:
+        mapping = resolve_mapping(src_conn, tgt_conn, task)
     copy_out, copy_in = copy_statements(task, mapping)
     tcur = tgt_conn.cursor()
     try:
@@ -149,6 +188,10 @@ def copy_table(src_conn, tgt_conn, task: CopyTask, source_id: str, runner: str,
             tgt_conn.rollback()
             return CopyOutcome('already_copied', done.rows_copied, done.bytes_copied,
                                copied_by=done.runner, copied_at=done.copied_at)
+        if not task.part and ledger.split_plan(tcur, ledger_schema, source_id,
+                                               task.source_table) is not None:
+            tgt_conn.rollback()
+            return CopyOutcome('split')
         src_rows, tgt_rows = _stream(src_conn, tcur, copy_out, copy_in, counter)
         if src_rows is not None and tgt_rows is not None and src_rows != tgt_rows:
             raise CopyFailed('row count mismatch: source sent %d rows, target received %d'
@@ -224,3 +267,56 @@ def _stream(src_conn, tcur, copy_out, copy_in, counter: ByteCounter):
     if 'error' in outcome:
         raise diagnose(outcome['error'], 'source')
     return outcome.get('rows'), (tcur.rowcount if tcur.rowcount >= 0 else None)
+
+
+def source_blocks(src_conn, schema: str, table: str) -> int:
+    """Blocks in the table's main fork now (the split planner's unit)."""
+    with src_conn.cursor() as cur:
+        cur.execute('SELECT pg_relation_size(%s::regclass) / current_setting(%s)::bigint',
+                    (sql.SQL('{}.{}').format(sql.Identifier(schema), sql.Identifier(table))
+                     .as_string(cur), 'block_size'))
+        blocks = int(cur.fetchone()[0])
+    src_conn.rollback()
+    return blocks
+
+
+def plan_split(src_conn, tgt_conn, task: CopyTask, source_id: str, runner: str, parts: int,
+               ledger_schema: str = ledger.DEFAULT_LEDGER_SCHEMA,
+               lock_timeout_ms: int = 10000) -> Optional[List[str]]:
+    """The parts a large table is copied in: the stored plan if there is one, else a new
+    plan of ``parts`` ctid ranges stored now (first planner wins).
+
+    Returns None when the table must be copied whole: it was already copied whole, or
+    another runner holds its lock (copying it whole) beyond ``lock_timeout_ms``.
+    Commits the target transaction.
+    """
+    tcur = tgt_conn.cursor()
+    try:
+        tcur.execute('SET LOCAL lock_timeout = %s', ('%dms' % lock_timeout_ms,))
+        try:
+            ledger.try_lock(tcur, source_id, task.source_table, '', wait=True)
+        except Exception as exc:
+            if getattr(exc, 'pgcode', None) == '55P03':  # lock_not_available
+                tgt_conn.rollback()
+                return None
+            raise
+        stored = ledger.split_plan(tcur, ledger_schema, source_id, task.source_table)
+        if stored is not None:
+            tgt_conn.rollback()
+            return stored
+        if ledger.lookup(tcur, ledger_schema, source_id, task.source_table, '') is not None:
+            tgt_conn.rollback()
+            return None
+        ranges = split_ranges(source_blocks(src_conn, task.source_schema, task.source_table),
+                              parts)
+        ledger.record_split_plan(tcur, ledger_schema, source_id, task.source_table, ranges,
+                                 runner)
+        tgt_conn.commit()
+        return ranges
+    except BaseException as exc:
+        _rollback_quietly(tgt_conn)
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise diagnose(exc, 'target')
+    finally:
+        tcur.close()

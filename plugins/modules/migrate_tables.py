@@ -23,6 +23,15 @@ description:
     C(date < end).
   - Every selected table is checked before anything is copied (the target table exists and has
     every source column). With O(stop_on_error), a problem fails the task and nothing is copied.
+  - A source table larger than O(split_threshold) on disk is copied in O(split_parts) parts:
+    ctid block ranges (C(COPY (SELECT ... FROM ONLY t WHERE ctid >= '(a,0)' AND ctid < '(b,0)')
+    TO STDOUT), a TID range scan on PostgreSQL 14 and later), spread over the parallel copies
+    like separate tables. The split plan is stored on the target (table C(copy_split_plan) in
+    O(ledger_schema)) before the first part is copied; every later run reuses it, and each part
+    has its own target transaction and ledger row, so each part is copied exactly once. The last
+    range is open-ended, so rows in blocks added after planning are copied too. The manifest row
+    is migrated when every part is copied, errored when a part failed (a re-run copies only the
+    missing parts).
   - The manifest file is updated with the outcome of each table. Failures are also appended as
     JSON lines to O(error_log).
   - For long runs, use C(async) and poll M(icds.citus_migration.migration_status) to show
@@ -39,9 +48,18 @@ options:
     required: true
     aliases: [ db_path, manifest ]
   parallel:
-    description: Number of tables copied at once. From 1 to 64.
+    description: Number of tables (or parts of split tables) copied at once. From 1 to 64.
     type: int
     default: 1
+  split_threshold:
+    description:
+      - Source tables larger than this on disk are copied in parts (see the description).
+      - A size such as V(1GB) or V(500MB) (1024-based), or a number of bytes.
+    type: str
+    default: 1GB
+  split_parts:
+    description: Number of parts a split table is copied in. Defaults to O(parallel). From 1 to 1024.
+    type: int
   stop_on_error:
     description:
       - Stop starting new tables after the first failure (tables in flight finish).
@@ -184,6 +202,7 @@ tables:
       binary: true
       error: null
       sqlstate: null
+      parts: null
 '''
 
 import traceback
@@ -207,6 +226,8 @@ def main():
     argument_spec.update(
         path=dict(type='path', required=True, aliases=['db_path', 'manifest']),
         parallel=dict(type='int', default=1),
+        split_threshold=dict(type='str', default='1GB'),
+        split_parts=dict(type='int'),
         stop_on_error=dict(type='bool', default=True),
         retry_errors=dict(type='bool', default=False),
         start_date=dict(type='str'),
@@ -229,7 +250,8 @@ def main():
                          end_date=p['end_date'], table=p['table'],
                          source_schema=p['source_schema'], target_schema=p['target_schema'],
                          ledger_schema=p['ledger_schema'], error_log=p['error_log'],
-                         source_id=p['source_id'])
+                         source_id=p['source_id'], split_threshold=p['split_threshold'],
+                         split_parts=p['split_parts'])
     run = MigrationRun(p['path'], params_from_module_options(p['source']),
                        params_from_module_options(p), options)
     result = dict(changed=False, selected=0, copied=0, already_copied=0, errored=0,
