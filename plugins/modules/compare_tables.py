@@ -1,0 +1,337 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: compare_tables
+short_description: Compare copied tables between the source and the target, and watch for new rows
+description:
+  - Validation after the copy (runbook migration step 4 and post-migration step 2). For each
+    table of the migration manifest (or of O(tables)), counts the rows on the source and on
+    the target and, with O(checksums), compares an order-independent checksum of the rows.
+  - A table copied table-to-table (plain tables, keep-child parents and children) is compared
+    with C(FROM ONLY) on both sides.
+  - A drop-child child was copied into its parent, so on the target it is a slice of the
+    parent; the slice is the target parent's rows matching the child's own CHECK constraints
+    on the source (kind C(slice)). The drop-child parent's own rows are compared with the
+    target parent's rows outside every child's slice.
+  - When a family cannot be sliced (a child with no CHECK constraint of its own, or two
+    children with the same CHECK), the parent and its children are summed on the source and
+    compared once with the target parent's total (kind C(group)).
+  - A missing table or a failing query is reported in the entry's C(error) and counts as
+    drift; it does not stop the other comparisons.
+  - With O(wait_for_new_rows), also polls until rows with a timestamp at or after a start
+    time appear in both databases (after the mirrors were enabled), and fails when a table
+    saw none on either side before the timeout.
+  - Never writes anything: every query runs in a read-only transaction.
+version_added: 0.1.0
+author: icds.citus_migration maintainers
+extends_documentation_fragment:
+  - icds.citus_migration.postgres
+  - icds.citus_migration.postgres.source
+options:
+  path:
+    description:
+      - Path of the SQLite migration manifest. Its rows say which tables to compare and how
+        (source table, target table).
+      - Without it, O(tables) lists the tables to compare.
+    type: path
+    aliases: [ db_path, manifest ]
+  tables:
+    description:
+      - With O(path), only compare these source tables of the manifest (names).
+      - Without O(path), the tables to compare. Each entry is a name (same name on both
+        sides) or a dict with keys C(source) and C(target). An entry whose target differs
+        from its source is compared as a drop-child slice of the target table.
+    type: list
+    elements: raw
+  checksums:
+    description:
+      - Also compare an order-independent checksum of the rows (over the columns the source
+        and the target have in common). Reads every row once on each side.
+      - Columns whose types differ between the sides (json and jsonb, numeric scales) may
+        print differently and then make the checksums differ.
+    type: bool
+    default: false
+  only_migrated:
+    description:
+      - With O(path), compare only the rows the manifest marks as migrated (the rest are not
+        expected on the target yet).
+    type: bool
+    default: true
+  fail_on_drift:
+    description: Fail the task when any comparison does not match (or could not run).
+    type: bool
+    default: false
+  source_schema:
+    description: Schema of the source tables.
+    type: str
+    default: public
+  target_schema:
+    description: Schema of the target tables.
+    type: str
+    default: public
+  wait_for_new_rows:
+    description:
+      - Poll until rows with O(wait_for_new_rows.column) at or after
+        O(wait_for_new_rows.since) exist in both databases, for every table listed.
+      - The task fails when a table has none on either side when the timeout expires; the
+        message names the tables and the sides that are missing.
+    type: dict
+    suboptions:
+      tables:
+        description:
+          - Tables to watch, queried with their children (new rows land in child tables).
+          - Each entry is a name (same on both sides) or a dict with keys C(source) and
+            C(target).
+        type: list
+        elements: raw
+        required: true
+      column:
+        description: Timestamp column that marks new rows, for example C(inserted_at).
+        type: str
+        required: true
+      since:
+        description: ISO timestamp; rows with the column at or after it count as new.
+        type: str
+        required: true
+      timeout:
+        description: Seconds to wait at most.
+        type: int
+        default: 300
+      interval:
+        description: Seconds between two polls.
+        type: int
+        default: 10
+attributes:
+  check_mode:
+    support: full
+    details: The module only reads; check mode runs the same queries.
+  diff_mode:
+    support: none
+notes:
+  - The top-level connection options are the target (the Citus coordinator); O(source) is the source.
+  - Passwords are never logged; prefer a pgpass file.
+  - On Citus, each query reads one table only (Citus refuses statements mixing local and
+    distributed tables).
+  - A source row whose slice predicate is NULL (for example a NULL C(month) in a child with
+    C(CHECK (month = ...))) satisfies the CHECK but belongs to no slice on the target: it shows
+    as drift of that child and of the parent.
+seealso:
+  - module: icds.citus_migration.migrate_tables
+  - module: icds.citus_migration.migration_status
+'''
+
+EXAMPLES = r'''
+- name: Compare every migrated table of the manifest, with checksums, fail on any drift
+  icds.citus_migration.compare_tables:
+    path: /opt/migration/icds-ucr.db
+    checksums: true
+    fail_on_drift: true
+    login_host: citus-coordinator
+    login_db: icds_ucr
+    login_user: commcarehq
+    source:
+      login_host: pg-ucr
+      login_db: commcarehq_icds_ucr
+      login_user: commcarehq
+  register: comparison
+
+- name: Compare two tables without a manifest (a child copied into its parent)
+  icds.citus_migration.compare_tables:
+    tables:
+      - icds_months
+      - source: child_health_monthly_2020-01-01
+        target: child_health_monthly
+    source: "{{ icds_source_connection }}"
+
+- name: After enabling the mirrors, check new rows arrive in both databases
+  icds.citus_migration.compare_tables:
+    source: "{{ icds_source_connection }}"
+    wait_for_new_rows:
+      tables:
+        - ucr_icds-cas_static-child_health_cases_a46c129f
+        - ucr_icds-cas_static-ls_vhnd_form_f2b97e26
+      column: inserted_at
+      since: "{{ mirrors_enabled_at }}"
+      timeout: 1800
+      interval: 60
+'''
+
+RETURN = r'''
+tables:
+  description: One entry per comparison.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - source_table: child_health_monthly_2020-01-01
+      target_table: child_health_monthly
+      kind: slice
+      source_rows: 1200
+      target_rows: 1200
+      source_checksum: '-8398127309814011'
+      target_checksum: '-8398127309814011'
+      match: true
+      predicate: "((month = '2020-01-01'::date))"
+      error: null
+      members: [child_health_monthly_2020-01-01]
+      note: null
+drift:
+  description: Source tables (for a group, the target parent's name) that do not match or could not be compared.
+  returned: always
+  type: list
+  elements: str
+  sample: [agg_awc_2020-02-01_1]
+matched_count:
+  description: Number of comparisons that matched.
+  returned: always
+  type: int
+  sample: 221
+drift_count:
+  description: Number of comparisons that did not match.
+  returned: always
+  type: int
+  sample: 1
+new_rows:
+  description: Per watched table, what O(wait_for_new_rows) saw.
+  returned: when O(wait_for_new_rows) is set
+  type: list
+  elements: dict
+  sample:
+    - source_table: ucr_icds-cas_static-child_health_cases_a46c129f
+      target_table: ucr_icds-cas_static-child_health_cases_a46c129f
+      seen_in_source: true
+      seen_in_target: true
+      source_rows: 12
+      target_rows: 12
+      source_first_row: '2024-05-01T10:00:03+00:00'
+      target_first_row: '2024-05-01T10:00:03+00:00'
+      source_seen_after_s: 0.1
+      target_seen_after_s: 60.2
+      timed_out: false
+      error: null
+      missing_on: []
+'''
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.icds.citus_migration.plugins.module_utils.pg_argspec import (
+    postgres_common_argument_spec, source_argument_spec)
+from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import (
+    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, connect, params_from_module_options)
+from ansible_collections.icds.citus_migration.plugins.module_utils.errors import (
+    MigrationError, SelectionError)
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import Manifest
+
+if HAS_PSYCOPG2:
+    from ansible_collections.icds.citus_migration.plugins.module_utils import compare
+
+
+def _selected_rows(p):
+    """(rows to compare, rows expected on the target) from the manifest or O(tables)."""
+    if not p['path']:
+        rows = compare.rows_from_pairs(compare.table_pairs(p['tables'] or []))
+        return rows, rows
+    names = compare.table_pairs(p['tables'] or [])
+    if any(s != t for s, t in names):
+        raise SelectionError('with path, tables is a list of source table names')
+    with Manifest.open(p['path'], readonly=True) as manifest:
+        every = manifest.rows()
+    expected = [r for r in every if r.migrated or not p['only_migrated']]
+    if not names:
+        return expected, expected
+    known = {r.source_table for r in every}
+    unknown = [s for s, _t in names if s not in known]
+    if unknown:
+        raise SelectionError('table(s) not in the manifest %s: %s' % (p['path'], ', '.join(unknown)))
+    wanted = {s for s, _t in names}
+    return [r for r in expected if r.source_table in wanted], expected
+
+
+def main():
+    argument_spec = postgres_common_argument_spec()
+    argument_spec.update(source_argument_spec())
+    argument_spec.update(
+        path=dict(type='path', aliases=['db_path', 'manifest']),
+        tables=dict(type='list', elements='raw'),
+        checksums=dict(type='bool', default=False),
+        only_migrated=dict(type='bool', default=True),
+        fail_on_drift=dict(type='bool', default=False),
+        source_schema=dict(type='str', default='public'),
+        target_schema=dict(type='str', default='public'),
+        wait_for_new_rows=dict(type='dict', options=dict(
+            tables=dict(type='list', elements='raw', required=True),
+            column=dict(type='str', required=True),
+            since=dict(type='str', required=True),
+            timeout=dict(type='int', default=300),
+            interval=dict(type='int', default=10),
+        )),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           required_one_of=[('path', 'tables', 'wait_for_new_rows')])
+    if not HAS_PSYCOPG2:
+        module.fail_json(msg=missing_required_lib('psycopg2'), exception=str(PSYCOPG2_IMPORT_ERROR))
+
+    p = module.params
+    source = params_from_module_options(p['source']).with_application_name(
+        'icds.citus_migration compare (source)')
+    target = params_from_module_options(p).with_application_name(
+        'icds.citus_migration compare (target)')
+    result = dict(changed=False, tables=[], drift=[], matched_count=0, drift_count=0)
+    try:
+        comparisons = []
+        if p['path'] or p['tables']:
+            rows, expected = _selected_rows(p)
+            src = connect(source, 'source')
+            try:
+                tgt = connect(target, 'target')
+                try:
+                    comparisons = compare.compare_manifest(
+                        src, tgt, rows, checksums=p['checksums'],
+                        schema_source=p['source_schema'], schema_target=p['target_schema'],
+                        family_rows=expected)
+                finally:
+                    tgt.close()
+            finally:
+                src.close()
+        drifted = [c for c in comparisons if not c.match]
+        result.update(tables=[c.as_dict() for c in comparisons],
+                      drift=[c.source_table for c in drifted],
+                      matched_count=len(comparisons) - len(drifted), drift_count=len(drifted))
+        waiting = None
+        if p['wait_for_new_rows']:
+            w = p['wait_for_new_rows']
+            new_rows = compare.wait_for_new_rows(
+                lambda: connect(source, 'source'), lambda: connect(target, 'target'),
+                w['tables'], w['column'], w['since'], w['timeout'], w['interval'],
+                schema_source=p['source_schema'], schema_target=p['target_schema'])
+            result['new_rows'] = [r.as_dict() for r in new_rows]
+            waiting = compare.describe_waiting(new_rows)
+    except MigrationError as exc:
+        module.fail_json(msg=str(exc), **result)
+    except Exception as exc:  # pragma: no cover - unexpected, keep the trace for a bug report
+        module.fail_json(msg='unexpected error: %s' % exc, exception=traceback.format_exc(),
+                         **result)
+
+    problems = []
+    if p['fail_on_drift'] and drifted:
+        shown = '; '.join(c.describe() for c in drifted[:5])
+        more = len(drifted) - 5
+        problems.append('%d of %d tables drifted: %s%s' % (
+            len(drifted), len(comparisons), shown, ' (and %d more)' % more if more > 0 else ''))
+    if waiting:
+        problems.append('no new rows since %s within %ss in %s' % (
+            p['wait_for_new_rows']['since'], p['wait_for_new_rows']['timeout'], waiting))
+    if problems:
+        module.fail_json(msg='; '.join(problems), **result)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
