@@ -16,7 +16,7 @@ FIRST_NORMAL_OID = 16384
 
 _COLUMNS_SQL = """
 SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.atttypid,
-       COALESCE(et.oid, 0)
+       COALESCE(et.oid, 0), c.relkind
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -34,6 +34,7 @@ class Column:
     type_name: str
     type_oid: int
     elem_oid: int
+    relkind: str = 'r'  # of the table the column belongs to
 
     @property
     def builtin(self) -> bool:
@@ -45,14 +46,18 @@ class ColumnMapping:
     columns: Tuple[str, ...]
     binary: bool
     reason: str  # why text format was chosen, '' for binary
+    # A declaratively partitioned source holds no rows itself (its partitions have their own
+    # manifest rows): copying it is a no-op recorded in the ledger.
+    source_partitioned: bool = False
 
 
 def read_columns_many(cursor, schema: str, tables: Iterable[str]) -> Dict[str, List[Column]]:
     """Copyable columns of many tables in one query; missing tables are absent."""
     cursor.execute(_COLUMNS_SQL, (schema, sorted(set(tables))))
     out: Dict[str, List[Column]] = {}
-    for rel, name, type_name, type_oid, elem_oid in cursor.fetchall():
-        out.setdefault(rel, []).append(Column(name, type_name, int(type_oid), int(elem_oid)))
+    for rel, name, type_name, type_oid, elem_oid, relkind in cursor.fetchall():
+        out.setdefault(rel, []).append(Column(name, type_name, int(type_oid), int(elem_oid),
+                                              relkind))
     return out
 
 
@@ -86,4 +91,5 @@ def match_columns(source_table: str, target_table: str, source: Optional[List[Co
         if not (col.builtin and other.builtin):
             reason = "column '%s' has a non built-in type (%s)" % (col.name, col.type_name)
             break
-    return ColumnMapping(tuple(c.name for c in source), reason == '', reason)
+    partitioned = bool(source) and source[0].relkind == 'p'
+    return ColumnMapping(tuple(c.name for c in source), reason == '', reason, partitioned)

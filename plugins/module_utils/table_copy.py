@@ -118,10 +118,16 @@ def part_range(part: str) -> Tuple[int, Optional[int]]:
     return int(match.group(1)), (int(match.group(2)) if match.group(2) is not None else None)
 
 
-def copy_statements(task: CopyTask, mapping: ColumnMapping):
+def copy_statements(task: CopyTask, mapping: ColumnMapping, partitioned: bool = False):
+    """(COPY TO on the source, COPY FROM on the target). A partitioned source table holds no
+    rows itself (its partitions are copied as their own manifest rows): ``partitioned``
+    copies ``FROM ONLY`` it, which is empty, as the old tool's pg_dump did."""
     cols = sql.SQL(', ').join(sql.Identifier(c) for c in mapping.columns)
     fmt = sql.SQL('(FORMAT binary)' if mapping.binary else '(FORMAT text)')
-    if task.part:
+    if partitioned and not task.part:
+        out = sql.SQL('COPY (SELECT {} FROM ONLY {}.{}) TO STDOUT {}').format(
+            cols, sql.Identifier(task.source_schema), sql.Identifier(task.source_table), fmt)
+    elif task.part:
         first, end = part_range(task.part)
         where = sql.SQL('ctid >= {}::tid').format(sql.Literal('(%d,0)' % first))
         if end is not None:
@@ -157,27 +163,34 @@ def diagnose(exc: BaseException, side: str) -> CopyFailed:
 
 
 def resolve_mapping(src_conn, tgt_conn, task: CopyTask) -> ColumnMapping:
+    return resolve(src_conn, tgt_conn, task)[0]
+
+
+def resolve(src_conn, tgt_conn, task: CopyTask) -> Tuple[ColumnMapping, bool]:
+    """Column mapping of the task, and whether the source table is partitioned."""
     with src_conn.cursor() as scur, tgt_conn.cursor() as tcur:
         mapping = match_columns(task.source_table, task.target_table,
                                 read_columns(scur, task.source_schema, task.source_table),
                                 read_columns(tcur, task.target_schema, task.target_table))
+        scur.execute("SELECT relkind = 'p' FROM pg_catalog.pg_class WHERE oid = to_regclass(%s)",
+                     (sql.SQL('{}.{}').format(sql.Identifier(task.source_schema),
+                                              sql.Identifier(task.source_table)).as_string(scur),))
+        rec = scur.fetchone()
     src_conn.rollback()
     tgt_conn.rollback()
-    return mapping
+    return mapping, bool(rec and rec[0])
 
 
 def copy_table(src_conn, tgt_conn, task: CopyTask, source_id: str, runner: str,
                ledger_schema: str = ledger.DEFAULT_LEDGER_SCHEMA, wait_for_lock: bool = False,
-               counter: Optional[ByteCounter] = None,
-               mapping: Optional[ColumnMapping] = None) -> CopyOutcome:
+               counter: Optional[ByteCounter] = None) -> CopyOutcome:
     """Copy one table (or one part of it) exactly once. Raises CopyFailed; both
     transactions end rolled back. A whole-table copy returns status 'split' without
     copying when the table has a split plan (it is copied in parts)."""
     counter = counter or ByteCounter()
     started = time.monotonic()
-    if mapping is None:
-        mapping = resolve_mapping(src_conn, tgt_conn, task)
-    copy_out, copy_in = copy_statements(task, mapping)
+    mapping, partitioned = resolve(src_conn, tgt_conn, task)
+    copy_out, copy_in = copy_statements(task, mapping, partitioned)
     tcur = tgt_conn.cursor()
     try:
         if not ledger.try_lock(tcur, source_id, task.source_table, task.part, wait=wait_for_lock):
@@ -192,7 +205,10 @@ def copy_table(src_conn, tgt_conn, task: CopyTask, source_id: str, runner: str,
                                                task.source_table) is not None:
             tgt_conn.rollback()
             return CopyOutcome('split')
-        src_rows, tgt_rows = _stream(src_conn, tcur, copy_out, copy_in, counter)
+        if mapping.source_partitioned:
+            src_rows = tgt_rows = 0  # its partitions are copied as rows of their own
+        else:
+            src_rows, tgt_rows = _stream(src_conn, tcur, copy_out, copy_in, counter)
         if src_rows is not None and tgt_rows is not None and src_rows != tgt_rows:
             raise CopyFailed('row count mismatch: source sent %d rows, target received %d'
                              % (src_rows, tgt_rows))

@@ -168,3 +168,19 @@ def test_status_after_run(nasty):
     res = run_cli(['status', nasty.manifest, 'list', '-M', '-D', nasty.source_db, '-O', '127.0.0.1',
                    '-U', 'postgres', '--source-port', str(nasty.source_server.port)])
     assert 'Rows' in res.stdout.splitlines()[0] and '% of Data' in res.stdout.splitlines()[0]
+
+
+def test_partitioned_parent_is_a_recorded_no_op(dbs, tmp_path):
+    ddl = ['CREATE TABLE "daily-p" (d date, v text) PARTITION BY RANGE (d)',
+           "CREATE TABLE \"daily-p_m202001\" PARTITION OF \"daily-p\" FOR VALUES FROM ('2020-01-01') TO ('2020-02-01')"]
+    for stmt in ddl:
+        dbs.src_sql(stmt)
+        dbs.tgt_sql(stmt)
+    dbs.src_sql("INSERT INTO \"daily-p\" SELECT date '2020-01-01' + (g % 31), 'v' || g FROM generate_series(1, 300) g")
+    manifest = make_old_manifest(str(tmp_path / 'm.db'), [('daily-p', None, None),
+                                                          ('daily-p_m202001', '2020-01-01', 'daily-p_m202001')])
+    res = run_cli(['migrate', '--yes', '--json'] + cli_conn_args(dbs) + [manifest])
+    assert res.returncode == 0, res.stdout + res.stderr
+    summary = json.loads(res.stdout[res.stdout.index('{'):])
+    assert [(t['source_table'], t['rows']) for t in summary['tables']] == [('daily-p', 0), ('daily-p_m202001', 300)]
+    assert fingerprint(dbs.tgt_sql, 'daily-p_m202001') == fingerprint(dbs.src_sql, 'daily-p_m202001')
