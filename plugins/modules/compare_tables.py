@@ -26,9 +26,10 @@ description:
   - With O(wait_for_new_rows), also polls until rows with a timestamp at or after a start
     time appear in both databases (after the mirrors were enabled), and fails when a table
     saw none on either side before the timeout.
-  - Never writes anything: every query runs in a read-only transaction.
+  - Never writes anything; every query runs in a read-only transaction.
 version_added: 0.1.0
-author: icds.citus_migration maintainers
+author:
+  - icds.citus_migration maintainers (@icds)
 extends_documentation_fragment:
   - icds.citus_migration.postgres
   - icds.citus_migration.postgres.source
@@ -45,7 +46,9 @@ options:
       - With O(path), only compare these source tables of the manifest (names).
       - Without O(path), the tables to compare. Each entry is a name (same name on both
         sides) or a dict with keys C(source) and C(target). An entry whose target differs
-        from its source is compared as a drop-child slice of the target table.
+        from its source is compared as a drop-child slice of the target table; the parent's
+        own rows are then the target rows outside the slices of the children listed, so list
+        every child of such a parent.
     type: list
     elements: raw
   checksums:
@@ -108,9 +111,11 @@ options:
         default: 10
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
-    details: The module only reads; check mode runs the same queries.
+    details: The module only reads; check mode runs the same queries and returns the same results.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 notes:
   - The top-level connection options are the target (the Citus coordinator); O(source) is the source.
@@ -118,7 +123,7 @@ notes:
   - On Citus, each query reads one table only (Citus refuses statements mixing local and
     distributed tables).
   - A source row whose slice predicate is NULL (for example a NULL C(month) in a child with
-    C(CHECK (month = ...))) satisfies the CHECK but belongs to no slice on the target: it shows
+    C(CHECK (month = ...))) satisfies the CHECK but belongs to no slice on the target, so it shows
     as drift of that child and of the parent.
 seealso:
   - module: icds.citus_migration.migrate_tables
@@ -329,7 +334,7 @@ def main():
         problems.append('no new rows since %s within %ss in %s' % (
             p['wait_for_new_rows']['since'], p['wait_for_new_rows']['timeout'], waiting))
     if problems:
-        module.fail_json(msg='; '.join(problems), **result)
+        module.fail_json(msg='. '.join(problems), **result)
     module.exit_json(**result)
 
 
