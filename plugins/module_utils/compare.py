@@ -7,10 +7,11 @@ How a manifest row is compared (``plan_comparisons``):
 
 - ``table``: the row maps a table to a table (plain tables, keep-child parents and
   children): ``FROM ONLY`` source vs ``FROM ONLY`` target (no ``ONLY`` for a declaratively
-  partitioned target, which holds its rows in its partitions).
+  partitioned target fed by a plain source table: its partitions hold the rows).
 - ``slice``: a drop-child child was copied INTO its parent, so on the target it is the rows
   of the parent matching the conjunction of the child's own validated CHECK constraints
-  (read from the source catalog: the expressions name columns only). The parent's own rows
+  (read from the source catalog: the expressions name columns only; for a partition, its
+  partition constraint too). The parent's own rows
   (``FROM ONLY parent`` on the source) are compared with the target parent's rows that match
   NONE of its children's predicates.
 - ``group``: when a family cannot be sliced (a child without a CHECK of its own, or two
@@ -56,20 +57,20 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.manifest impo
 TEXT_SETTINGS = (('TimeZone', 'UTC'), ('DateStyle', 'ISO, MDY'), ('IntervalStyle', 'postgres'),
                  ('extra_float_digits', '1'), ('bytea_output', 'hex'))
 
-_CHECKS_SQL = """
-SELECT c.relname, pg_get_expr(con.conbin, con.conrelid)
+# A child's own validated CHECK constraints and, for a partition, its partition constraint.
+_SLICE_EXPRESSIONS_SQL = """
+SELECT c.relname, pg_get_expr(con.conbin, con.conrelid), 1, con.conname::text
 FROM pg_catalog.pg_constraint con
 JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = %s AND c.relname = ANY(%s) AND con.contype = 'c'
+WHERE n.nspname = %(schema)s AND c.relname = ANY(%(names)s) AND con.contype = 'c'
   AND con.conislocal AND con.convalidated
-ORDER BY c.relname, con.conname
-"""
-
-_RELKIND_SQL = """
-SELECT c.relname, c.relkind
-FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = %s AND c.relname = ANY(%s)
+UNION ALL
+SELECT c.relname, pg_get_partition_constraintdef(c.oid), 0, ''
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relname = ANY(%(names)s) AND c.relispartition
+ORDER BY 1, 3, 4
 """
 
 
@@ -359,8 +360,10 @@ def compare_manifest(src_conn, tgt_conn, rows: Sequence[ManifestRow], checksums:
             _Side(tgt_conn, schema_target, 'target', checksums) as tgt:
         exprs: Dict[str, List[str]] = {}
         if children:
-            for rel, expr in src.fetch(_CHECKS_SQL, (schema_source, children)):
-                exprs.setdefault(rel, []).append(expr)
+            for rel, expr, _kind, _name in src.fetch(_SLICE_EXPRESSIONS_SQL, {
+                    'schema': schema_source, 'names': children}):
+                if expr:
+                    exprs.setdefault(rel, []).append(expr)
         predicates = {c: check_predicate(exprs.get(c, [])) for c in children}
         plans = plan_comparisons(rows, family_rows, predicates)
         with src.conn.cursor() as cur:
@@ -370,15 +373,22 @@ def compare_manifest(src_conn, tgt_conn, rows: Sequence[ManifestRow], checksums:
         with tgt.conn.cursor() as cur:
             tgt_cols = read_columns_many(cur, schema_target, [p.target_table for p in plans])
         tgt.conn.rollback()
-        relkinds = dict(tgt.fetch(_RELKIND_SQL, (schema_target,
-                                                 sorted({p.target_table for p in plans}))))
-        return [_run_plan(plan, src, tgt, src_cols, tgt_cols, relkinds, checksums)
-                for plan in plans]
+        return [_run_plan(plan, src, tgt, src_cols, tgt_cols, checksums) for plan in plans]
+
+
+def _target_only(plan: ComparisonPlan, src_cols: Dict[str, list], tgt_cols: Dict[str, list]
+                 ) -> bool:
+    """FROM ONLY on the target? Not for a partitioned target fed by a plain source table:
+    its partitions hold the rows. A partitioned source holds none itself, nor its twin."""
+    if not plan.target_only:
+        return False
+    if tgt_cols[plan.target_table][0].relkind != 'p':
+        return True
+    return all(src_cols[m][0].relkind == 'p' for m in plan.members)
 
 
 def _run_plan(plan: ComparisonPlan, src: _Side, tgt: _Side, src_cols: Dict[str, list],
-              tgt_cols: Dict[str, list], relkinds: Dict[str, str], checksums: bool
-              ) -> TableComparison:
+              tgt_cols: Dict[str, list], checksums: bool) -> TableComparison:
     result = TableComparison(plan.source_table, plan.target_table, plan.kind,
                              predicate=plan.predicate, members=list(plan.members),
                              note=plan.note)
@@ -400,8 +410,8 @@ def _run_plan(plan: ComparisonPlan, src: _Side, tgt: _Side, src_cols: Dict[str, 
             summed += checksum or 0
         result.source_rows = total
         result.source_checksum = str(summed) if checksums else None
-        only = plan.target_only and relkinds.get(plan.target_table) != 'p'
-        count, checksum = tgt.count(plan.target_table, only, plan.predicate, columns)
+        count, checksum = tgt.count(plan.target_table, _target_only(plan, src_cols, tgt_cols),
+                                    plan.predicate, columns)
         result.target_rows = count
         result.target_checksum = None if checksum is None else str(checksum)
     except _QueryFailed as exc:

@@ -143,6 +143,29 @@ def test_child_without_check_is_compared_as_a_group(dbs, tmp_path):
     assert (res['ucr_icds-cas_x_a1b2c3d4'].source_rows, res['ucr_icds-cas_x_a1b2c3d4'].target_rows) == (51, 50)
 
 
+def test_partitions_slice_by_their_bounds_and_partitioned_targets_count_their_partitions(dbs, tmp_path):
+    dbs.src_sql('CREATE TABLE pm (id int, month date) PARTITION BY RANGE (month)')
+    dbs.src_sql("CREATE TABLE \"pm_2020-01\" PARTITION OF pm FOR VALUES FROM ('2020-01-01') TO ('2020-02-01')")
+    dbs.src_sql("CREATE TABLE \"pm_2020-02\" PARTITION OF pm FOR VALUES FROM ('2020-02-01') TO ('2020-03-01')")
+    dbs.src_sql("INSERT INTO pm SELECT g, DATE '2020-01-01' + (g % 50) FROM generate_series(1, 100) g")
+    dbs.tgt_sql('CREATE TABLE pm (id int, month date)')
+    dbs.src_sql('CREATE TABLE "to-part" (id int, month date)')
+    dbs.src_sql("INSERT INTO \"to-part\" SELECT g, DATE '2020-01-01' + (g % 50) FROM generate_series(1, 30) g")
+    dbs.tgt_sql('CREATE TABLE "to-part" (id int, month date) PARTITION BY RANGE (month)')
+    dbs.tgt_sql("CREATE TABLE \"to-part_all\" PARTITION OF \"to-part\" FOR VALUES FROM ('2020-01-01') TO ('2021-01-01')")
+    dbs.manifest = make_old_manifest(str(tmp_path / 'm.db'), [
+        ('pm', None, None), ('pm_2020-01', '2020-01-01', 'pm'), ('pm_2020-02', '2020-02-01', 'pm'),
+        ('to-part', None, None)])
+    copy_all(dbs, dbs.manifest)
+    res = compare(dbs)
+    assert drifted(res) == [], [c.as_dict() for c in res.values()]
+    assert [(n, c.kind, c.target_rows) for n, c in res.items()] == [
+        ('pm', 'slice', 0), ('pm_2020-01', 'slice', 62), ('pm_2020-02', 'slice', 38), ('to-part', 'table', 30)]
+    assert "'2020-02-01'::date" in res['pm_2020-01'].predicate
+    dbs.tgt_sql("DELETE FROM pm WHERE id = 40")  # a February row
+    assert drifted(compare(dbs)) == ['pm_2020-02']
+
+
 def test_missing_tables_are_error_entries(copied):
     copied.tgt_sql('DROP TABLE "agg_awc_2020-02-01_1"')
     rows = rows_from_pairs([('agg_awc', 'agg_awc'), ('agg_awc_2020-02-01_1', 'agg_awc_2020-02-01_1'),
