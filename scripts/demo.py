@@ -9,6 +9,10 @@
             that writes new rows to both databases once ENABLE_UCR_MIRRORS is on.
   run       ansible-playbook playbooks/site.yml on inventories/local, then the status tables.
   down      stop the servers.   clean   stop them and remove .demo/.
+
+Environment: DEMO_DIR (default .demo), DEMO_PORT_OFFSET (added to the inventory's ports, so a
+second environment, e.g. molecule's, runs beside the demo), DEMO_MONTHS and DEMO_SCALE (size
+of the synthetic data: months of child tables, rows per child).
 """
 
 import json
@@ -27,7 +31,10 @@ sys.path.insert(0, os.path.join(ROOT, '.cache', 'dev_collections'))
 
 import yaml  # noqa: E402
 
-DEMO = os.path.join(ROOT, '.demo')
+DEMO = os.path.abspath(os.environ.get('DEMO_DIR') or os.path.join(ROOT, '.demo'))
+PORT_OFFSET = int(os.environ.get('DEMO_PORT_OFFSET') or 0)
+MONTHS = os.environ.get('DEMO_MONTHS') or '3'
+SCALE = os.environ.get('DEMO_SCALE') or '200'
 VENV_BIN = os.path.join(ROOT, '.venv', 'bin')
 INVENTORY = os.path.join(ROOT, 'inventories', 'local')
 UCR_SAMPLES = os.path.join(ROOT, 'tests', 'fixtures', 'ucr_data_sources')
@@ -55,7 +62,9 @@ def say(msg):
 
 def ports():
     with open(os.path.join(INVENTORY, 'group_vars', 'all', 'demo.yml')) as handle:
-        return yaml.safe_load(handle)['demo_ports']
+        base = yaml.safe_load(handle)['demo_ports']
+    return {k: ([p + PORT_OFFSET for p in v] if isinstance(v, list) else v + PORT_OFFSET)
+            for k, v in base.items()}
 
 
 def server(name, port, preload=None):
@@ -94,7 +103,7 @@ def load_sources(p):
         subprocess.run([sys.executable, '-m',
                         'ansible_collections.icds.citus_migration.plugins.module_utils.synthetic_dataset',
                         '--host', '127.0.0.1', '--port', str(srv_.port), '--user', 'postgres',
-                        '--dbname', db, '--months', '3', '--scale', '200',
+                        '--dbname', db, '--months', MONTHS, '--scale', SCALE,
                         '--ucr-folder', UCR_SAMPLES], check=True, cwd=ROOT,
                        env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
         families = set(AGG_FAMILIES)
@@ -197,7 +206,8 @@ def ucr_validation_table(src):
 
 
 def write_vars(is_citus, table):
-    data = {'citus_migration_require_citus': is_citus,
+    data = {'demo_root': DEMO, 'demo_ports': ports(),
+            'citus_migration_require_citus': is_citus,
             'citus_migration_validate_tables': {'icds-ucr': [table] if table else []},
             'citus_migration_validate_timeout': 120, 'citus_migration_validate_interval': 2,
             'citus_migration_progress_interval': 2}
