@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Install what the build and the tests need from outside PyPI:
+#   - Debian packages: PostgreSQL 15 server + client + contrib, libpq headers, shellcheck
+#     (for the ansible-test shellcheck sanity test), Node.js + npm;
+#   - pouchdb-server (CouchDB stand-in for the toggle tests) from npm into .cache/node.
+# Each step is skipped when already satisfied. apt-get needs root: without it the exact
+# command is printed and the script fails.
+#
+# Env: POUCHDB_SERVER_VERSION (pinned by the Makefile), NODE_PREFIX (default .cache/node)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+POUCHDB_SERVER_VERSION="${POUCHDB_SERVER_VERSION:?set by the Makefile}"
+NODE_PREFIX="${NODE_PREFIX:-$ROOT/.cache/node}"
+
+APT_PACKAGES=(postgresql-15 postgresql-client-15 postgresql-contrib libpq-dev shellcheck)
+
+installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    installed "$pkg" || missing+=("$pkg")
+done
+# Node.js may come from another apt source (e.g. a nodejs build that bundles npm, which
+# conflicts with Debian's npm package): only ask for Debian's when the commands are absent.
+if ! command -v node >/dev/null 2>&1; then
+    missing+=(nodejs)
+fi
+if ! command -v npm >/dev/null 2>&1; then
+    missing+=(npm)
+fi
+
+if ((${#missing[@]})); then
+    cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing[*]}"
+    if [[ "$(id -u)" != 0 ]]; then
+        echo "deps: missing Debian packages: ${missing[*]}" >&2
+        echo "deps: run as root:  $cmd" >&2
+        exit 1
+    fi
+    echo "deps: installing ${missing[*]}"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+else
+    echo "deps: Debian packages present"
+fi
+
+# pouchdb-server, pinned, repo-local.
+pkg_json="$NODE_PREFIX/node_modules/pouchdb-server/package.json"
+have=""
+if [[ -f "$pkg_json" && -x "$NODE_PREFIX/node_modules/.bin/pouchdb-server" ]]; then
+    have="$(node -p "require(process.argv[1]).version" "$pkg_json" 2>/dev/null || true)"
+fi
+if [[ "$have" == "$POUCHDB_SERVER_VERSION" ]]; then
+    echo "deps: pouchdb-server $have present in $NODE_PREFIX"
+else
+    echo "deps: installing pouchdb-server@$POUCHDB_SERVER_VERSION into $NODE_PREFIX (takes ~2 min on a cold npm cache)"
+    mkdir -p "$NODE_PREFIX"
+    npm install --prefix "$NODE_PREFIX" --save-exact --no-audit --no-fund --loglevel=error \
+        "pouchdb-server@$POUCHDB_SERVER_VERSION"
+    test -x "$NODE_PREFIX/node_modules/.bin/pouchdb-server"
+fi

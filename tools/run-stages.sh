@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Run Makefile targets one after the other, each to the end even when an earlier one
+# failed, then print how long each took and whether it passed. Exits 1 if any failed.
+#
+# pytest's own summary line (from .cache/pytest.log) is printed again as the very last
+# line, so that it closes the output of `make test` / .ci/run.
+#
+# Usage: tools/run-stages.sh TARGET...
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+MAKE_CMD="${MAKE:-make}"
+
+names=()
+results=()
+times=()
+failed=0
+
+for stage in "$@"; do
+    echo
+    echo "======== make $stage ========"
+    start=$SECONDS
+    if "$MAKE_CMD" -C "$ROOT" --no-print-directory "$stage"; then
+        results+=(ok)
+    else
+        results+=(FAILED)
+        failed=1
+    fi
+    names+=("$stage")
+    times+=($((SECONDS - start)))
+done
+
+echo
+echo "======== summary ========"
+for i in "${!names[@]}"; do
+    printf '%-10s %-7s %4ds\n' "${names[$i]}" "${results[$i]}" "${times[$i]}"
+done
+
+log="$ROOT/.cache/pytest.log"
+if [[ " $* " == *" pytest "* && -f "$log" ]]; then
+    # e.g. "=========== 120 passed, 2 skipped in 81.23s (0:01:21) ==========="
+    summary="$(grep -E '^=+ .*(passed|failed|error|skipped|deselected|no tests ran).* in [0-9.]+s' "$log" | tail -1 || true)"
+    if [[ -n "$summary" ]]; then
+        echo "pytest result:"
+        echo "$summary"
+    fi
+fi
+
+exit "$failed"
