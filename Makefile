@@ -77,9 +77,10 @@ $(INSTALL_STAMP): $(VENV_STAMP) $(COLLECTION_INPUTS)
 	@echo "install: $$(basename $(BUILD_DIR)/icds-citus_migration-*.tar.gz) -> $(COLLECTIONS_DIR)"
 	@touch $@
 
-## test: everything; every stage runs even if an earlier one failed, then a summary.
-test: deps venv install
-	@$(ROOT)/tools/run-stages.sh pytest sanity lint molecule
+## test: everything; deps/venv/install must pass, then pytest, sanity, lint and molecule
+## all run even if one fails; a timing summary and pytest's summary line close the output.
+test:
+	@$(ROOT)/tools/run-stages.sh deps venv install -- pytest sanity lint molecule
 
 ## pytest: unit + integration tests (pytest.ini testpaths). Log kept in .cache/pytest.log.
 pytest: deps venv install
