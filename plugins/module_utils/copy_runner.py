@@ -45,7 +45,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.selection imp
 from ansible_collections.icds.citus_migration.plugins.module_utils.source_stats import (
     table_estimates)
 from ansible_collections.icds.citus_migration.plugins.module_utils.table_copy import (
-    ByteCounter, CopyFailed, CopyTask, copy_statements, diagnose, plan_split, resolve_mapping,
+    ByteCounter, CopyFailed, CopyTask, copy_statements, diagnose, plan_split, resolve,
     copy_table, source_blocks, split_ranges)
 
 MAX_PARALLEL = 64
@@ -331,7 +331,7 @@ class MigrationRun:
                 item = {'id': row.id, 'source_table': row.source_table,
                         'target_table': row.target, 'date': row.date}
                 try:
-                    mapping = resolve_mapping(src, tgt, task)
+                    mapping, partitioned = resolve(src, tgt, task)
                     done = None
                     if has_ledger:
                         with tgt.cursor() as cur:
@@ -349,7 +349,8 @@ class MigrationRun:
                         item['parts'] = list(parts)
                         item['copy_out'] = '\n'.join(outs)
                     else:
-                        item['copy_out'] = copy_statements(task, mapping)[0].as_string(src)
+                        item['copy_out'] = copy_statements(task, mapping,
+                                                           partitioned)[0].as_string(src)
                     item['copy_in'] = copy_statements(task, mapping)[1].as_string(tgt)
                     item['format'] = 'binary' if mapping.binary else 'text'
                 except MigrationError as exc:

@@ -243,3 +243,23 @@ def test_parts_into_a_distributed_table(citus_dbs, tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     assert json.loads(res.stdout[res.stdout.index('{'):])['tables'][0]['parts'] == 2
     assert fingerprint(dbs.tgt_sql, BIG) == fingerprint(dbs.src_sql, BIG)
+
+
+def test_partitioned_parent_row_copies_only_its_partitions_rows_once(dbs, tmp_path):
+    """A declaratively partitioned parent in the manifest holds no rows itself: COPY TO
+    refuses it, so it is copied FROM ONLY (empty); each partition is its own row."""
+    for run in (dbs.src_sql, dbs.tgt_sql):
+        run('CREATE TABLE "agg_awc_daily" (id int, date date NOT NULL, note text) '
+            'PARTITION BY RANGE (date)')
+        run('CREATE TABLE "agg_awc_daily_m202001" PARTITION OF "agg_awc_daily" '
+            "FOR VALUES FROM ('2020-01-01') TO ('2020-02-01')")
+    dbs.src_sql("INSERT INTO agg_awc_daily SELECT g, date '2020-01-01' + g % 31, 'n' || g "
+                'FROM generate_series(1, 500) g')
+    manifest = make_old_manifest(str(tmp_path / 'm.db'), [
+        ('agg_awc_daily', None, None), ('agg_awc_daily_m202001', '2020-01-01', None)])
+    res = _migrate(dbs, manifest, '--parallel', '2')
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert set(manifest_flags(manifest).values()) == {(1, None)}
+    assert dbs.tgt_sql('SELECT count(*) FROM agg_awc_daily').strip() == '500'
+    assert fingerprint(dbs.tgt_sql, 'agg_awc_daily_m202001') == fingerprint(
+        dbs.src_sql, 'agg_awc_daily_m202001')
