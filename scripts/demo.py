@@ -17,6 +17,7 @@ of the synthetic data: months of child tables, rows per child).
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -61,10 +62,13 @@ def say(msg):
 
 
 def ports():
+    """The inventory's demo ports (group_vars/all/demo.yml: '{{ 25431 + offset }}'), shifted."""
     with open(os.path.join(INVENTORY, 'group_vars', 'all', 'demo.yml')) as handle:
         base = yaml.safe_load(handle)['demo_ports']
-    return {k: ([p + PORT_OFFSET for p in v] if isinstance(v, list) else v + PORT_OFFSET)
-            for k, v in base.items()}
+
+    def port(text):
+        return int(re.search(r'(\d+) \+ demo_port_offset', str(text)).group(1)) + PORT_OFFSET
+    return {k: ([port(p) for p in v] if isinstance(v, list) else port(v)) for k, v in base.items()}
 
 
 def server(name, port, preload=None):
@@ -206,11 +210,8 @@ def ucr_validation_table(src):
 
 
 def write_vars(is_citus, table):
-    data = {'demo_root': DEMO, 'demo_ports': ports(),
-            'citus_migration_require_citus': is_citus,
-            'citus_migration_validate_tables': {'icds-ucr': [table] if table else []},
-            'citus_migration_validate_timeout': 120, 'citus_migration_validate_interval': 2,
-            'citus_migration_progress_interval': 2}
+    data = {'citus_migration_require_citus': is_citus,
+            'citus_migration_validate_tables': {'icds-ucr': [table] if table else []}}
     with open(os.path.join(DEMO, 'demo_vars.yml'), 'w') as handle:
         yaml.safe_dump(data, handle)
     with open(os.path.join(DEMO, 'app.json'), 'w') as handle:
@@ -285,7 +286,7 @@ def run():
     env['ANSIBLE_COLLECTIONS_PATH'] = os.path.join(ROOT, '.collections')
     env.setdefault('ANSIBLE_FORCE_COLOR', '1' if sys.stdout.isatty() else '0')
     cmd = [os.path.join(VENV_BIN, 'ansible-playbook'), '-i', os.path.join(INVENTORY, 'inventory.ini'),
-           os.path.join(ROOT, 'playbooks', 'site.yml'), '-e', '@' + os.path.join(DEMO, 'demo_vars.yml')]
+           os.path.join(ROOT, 'playbooks', 'site.yml')]
     cmd += sys.argv[2:]
     say(' '.join(cmd[0:1] + [os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in cmd[1:]]))
     res = subprocess.run(cmd, env=env, cwd=ROOT)

@@ -111,8 +111,12 @@ def _eligible_parents(src_tables, plan) -> Dict[str, Any]:
 
 
 def plan_children(src_conn, tgt_conn, plan, parents: Optional[Sequence[str]] = None,
-                  schema: str = 'public') -> ChildPlan:
-    """Decide which children to create and their statements; changes nothing."""
+                  schema: str = 'public', allow_missing_parents: bool = False) -> ChildPlan:
+    """Decide which children to create and their statements; changes nothing.
+
+    ``allow_missing_parents`` (dry runs of the whole runbook, where citus_bootstrap has not
+    really created the parents): plan the children of missing parents as if they existed,
+    with a warning, instead of failing."""
     src_tables = list_tables(src_conn, schema, with_columns=False)
     by_name = {t.name: t for t in src_tables}
     eligible = _eligible_parents(src_tables, plan)
@@ -139,9 +143,11 @@ def plan_children(src_conn, tgt_conn, plan, parents: Optional[Sequence[str]] = N
 
     target = _target_tables(tgt_conn, selected + [c for c, _ in wanted], schema)
     missing_parents = [p for p in selected if p not in target]
-    if missing_parents:
+    if missing_parents and not allow_missing_parents:
         raise MigrationError('parent table(s) missing on the target, run citus_bootstrap first: '
                              + ', '.join(missing_parents))
+    early_warnings = ['parent %s does not exist on the target yet (citus_bootstrap creates it); '
+                      'its children are planned as if it did' % p for p in missing_parents]
     citus_managed = set()
     if citus_version(tgt_conn) is not None:
         current = placements(tgt_conn, [p for _, p in wanted] + selected, schema)
@@ -154,6 +160,7 @@ def plan_children(src_conn, tgt_conn, plan, parents: Optional[Sequence[str]] = N
                                      "tables" % (parent, actual.describe()))
 
     result = ChildPlan(schema=schema, parents=selected)
+    result.warnings.extend(early_warnings)
     missing = []
     for child, parent in wanted:
         if child in target:

@@ -50,7 +50,10 @@ options:
     type: str
     default: public
 notes:
-  - Check mode returns the exact statements that would run, and changes nothing.
+  - Check mode returns the exact statements that would run, and changes nothing. In check mode
+    a parent that does not exist on the target yet (a dry run of the whole runbook, where
+    M(icds.citus_migration.citus_bootstrap) only reported it) is a warning, not an error, and
+    its children are planned as if it existed.
   - The top-level connection options are the target (the Citus coordinator); O(source) is the
     source database.
 '''
@@ -141,7 +144,8 @@ def main():
         plan = load_plan(p['plan'], p['ucr_folder'])
         src = connect(params_from_module_options(p['source']), role='source')
         tgt = connect(params_from_module_options(p), role='target')
-        cplan = plan_children(src, tgt, plan, parents=p['parents'], schema=p['schema'])
+        cplan = plan_children(src, tgt, plan, parents=p['parents'], schema=p['schema'],
+                              allow_missing_parents=module.check_mode)
         result = apply_children(tgt, cplan, batch_size=p['batch_size'],
                                 check_mode=module.check_mode)
     except MigrationError as exc:
