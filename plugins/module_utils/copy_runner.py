@@ -45,8 +45,8 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.selection imp
 from ansible_collections.icds.citus_migration.plugins.module_utils.source_stats import (
     table_estimates)
 from ansible_collections.icds.citus_migration.plugins.module_utils.table_copy import (
-    ByteCounter, CopyFailed, CopyTask, copy_statements, diagnose, plan_split, resolve,
-    copy_table, source_blocks, split_ranges)
+    ByteCounter, CopyFailed, CopyTask, copy_statements, diagnose, partitioned_tables, plan_split,
+    resolve, copy_table, source_blocks, split_ranges)
 
 MAX_PARALLEL = 64
 MAX_SPLIT_PARTS = 1024
@@ -204,13 +204,13 @@ class _Worker:
         if self.tgt is None or self.tgt.closed:
             self.tgt = connect(self.run.target, 'target')
 
-    def copy(self, task: CopyTask, wait_for_lock: bool):
+    def copy(self, task: CopyTask, wait_for_lock: bool, resolved=None):
         self.counter = ByteCounter()
         try:
             self._ensure()
             return copy_table(self.src, self.tgt, task, self.run.source_id,
                               self.run.runner, self.run.options.ledger_schema,
-                              wait_for_lock, self.counter)
+                              wait_for_lock, self.counter, resolved)
         except BaseException:
             self.reset()
             raise
@@ -249,6 +249,7 @@ class MigrationRun:
         self.rows: List[ManifestRow] = []
         self.estimates: Dict[int, tuple] = {}
         self.problems: Dict[int, str] = {}
+        self.resolved: Dict[int, tuple] = {}  # id -> (ColumnMapping, partitioned) from prepare
 
     # -- preparation -----------------------------------------------------------------
     def prepare(self, readonly: bool = False) -> List[ManifestRow]:
@@ -283,19 +284,25 @@ class MigrationRun:
         return self.rows
 
     def _check_mappings(self, src, tgt) -> Dict[int, str]:
-        """Every selected table checked up front, in two catalog queries: id -> problem."""
+        """Every selected table checked up front, in three catalog queries: id -> problem.
+
+        The mappings are kept for the copies (``self.resolved``): a copy then needs no
+        catalog query of its own."""
+        names = [r.source_table for r in self.rows]
         with src.cursor() as scur, tgt.cursor() as tcur:
-            src_cols = read_columns_many(scur, self.options.source_schema,
-                                         [r.source_table for r in self.rows])
+            src_cols = read_columns_many(scur, self.options.source_schema, names)
             tgt_cols = read_columns_many(tcur, self.options.target_schema,
                                          [r.target for r in self.rows])
+            partitioned = partitioned_tables(scur, self.options.source_schema, names)
         src.rollback()
         tgt.rollback()
         problems = {}
+        self.resolved = {}
         for row in self.rows:
             try:
-                match_columns(row.source_table, row.target, src_cols.get(row.source_table),
-                              tgt_cols.get(row.target))
+                mapping = match_columns(row.source_table, row.target,
+                                        src_cols.get(row.source_table), tgt_cols.get(row.target))
+                self.resolved[row.id] = (mapping, row.source_table in partitioned)
             except TableMappingError as exc:
                 problems[row.id] = str(exc)
         return problems
@@ -416,11 +423,13 @@ class MigrationRun:
                         for part in groups[row.id].parts)
         deferred = deque()
         in_flight = {}
-        stopping = False
+        stopping = stopping_after = False
+        finished: List[_Group] = []
         self.events.started(progress)
         pool = ThreadPoolExecutor(max_workers=opts.parallel, thread_name_prefix='copy')
         try:
             while True:
+                starting = []
                 while free and not stopping and (pending or (deferred and not pending)):
                     if pending:
                         job, wait_lock = pending.popleft(), False
@@ -437,14 +446,28 @@ class MigrationRun:
                             continue
                         group.started = True
                         group.t0 = (time.monotonic(), utc_now())
-                        self.manifest.mark_running(group.row.id, self.runner)
-                        self.events.table_started(group.row)
+                        starting.append(group)
                     elif not job.part and wait_lock:
-                        self.manifest.mark_running(group.row.id, self.runner)
+                        starting.append(group)
                     worker = free.pop()
                     group.in_flight += 1
-                    fut = pool.submit(worker.copy, self.task_for(group.row, job.part), wait_lock)
+                    fut = pool.submit(worker.copy, self.task_for(group.row, job.part), wait_lock,
+                                      self.resolved.get(group.row.id))
                     in_flight[fut] = (job, worker)
+                # the manifest is written while the workers copy, never before they start:
+                # its commits (an fsync each) would otherwise idle the workers
+                for group in starting:
+                    self.manifest.mark_running(group.row.id, self.runner)
+                    if not group.announced:
+                        group.announced = True
+                        self.events.table_started(group.row)
+                if finished:
+                    for group in finished:
+                        self._report(group, report, progress)
+                    if stopping_after:
+                        stopping = True
+                    finished, stopping_after = [], False
+                    continue
                 if not in_flight:
                     break
                 done, _ = wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
@@ -455,15 +478,10 @@ class MigrationRun:
                     complete = self._settle(job, fut, error_log, pending, deferred)
                     if job.group.error is not None and opts.stop_on_error:
                         stopping = True
-                    if not complete:
-                        continue
-                    result = self._finish(job.group)
-                    report.results.append(result)
-                    ok = result.status in ('copied', 'already_copied')
-                    progress.finished(result.id, ok, result.rows, result.bytes)
-                    self.events.table_finished(result, progress)
-                    if not ok and opts.stop_on_error:
-                        stopping = True
+                    if complete:
+                        finished.append(job.group)
+                        if job.group.error is not None and opts.stop_on_error:
+                            stopping_after = True
                 progress.inflight_bytes = sum(w.counter.value for _, w in in_flight.values())
                 self.events.tick(progress)
             # groups left incomplete (stopped after an error elsewhere or in one of their parts)
@@ -494,6 +512,13 @@ class MigrationRun:
             report.elapsed_s = time.monotonic() - started
             self.events.finished(report, progress)
         return report
+
+    def _report(self, group: '_Group', report: RunReport, progress: Progress) -> None:
+        result = self._finish(group)
+        report.results.append(result)
+        ok = result.status in ('copied', 'already_copied')
+        progress.finished(result.id, ok, result.rows, result.bytes)
+        self.events.table_finished(result, progress)
 
     def _settle(self, job: '_Job', fut, error_log: str, pending: deque,
                 deferred: deque) -> bool:
@@ -599,6 +624,7 @@ class _Group:
     in_flight: int = 0
     failed: int = 0
     started: bool = False
+    announced: bool = False
     finished: bool = False
     skipped: bool = False
     t0: tuple = (0.0, '')

@@ -162,6 +162,14 @@ def diagnose(exc: BaseException, side: str) -> CopyFailed:
                       getattr(diag, 'message_hint', None) if diag else None, side)
 
 
+def partitioned_tables(cur, schema: str, tables: List[str]) -> set:
+    """Which of these tables are declaratively partitioned (one query)."""
+    cur.execute("SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = ANY(%s) "
+                "AND c.relkind = 'p'", (schema, list(tables)))
+    return {r[0] for r in cur.fetchall()}
+
+
 def resolve_mapping(src_conn, tgt_conn, task: CopyTask) -> ColumnMapping:
     return resolve(src_conn, tgt_conn, task)[0]
 
@@ -183,13 +191,14 @@ def resolve(src_conn, tgt_conn, task: CopyTask) -> Tuple[ColumnMapping, bool]:
 
 def copy_table(src_conn, tgt_conn, task: CopyTask, source_id: str, runner: str,
                ledger_schema: str = ledger.DEFAULT_LEDGER_SCHEMA, wait_for_lock: bool = False,
-               counter: Optional[ByteCounter] = None) -> CopyOutcome:
+               counter: Optional[ByteCounter] = None,
+               resolved: Optional[Tuple[ColumnMapping, bool]] = None) -> CopyOutcome:
     """Copy one table (or one part of it) exactly once. Raises CopyFailed; both
     transactions end rolled back. A whole-table copy returns status 'split' without
     copying when the table has a split plan (it is copied in parts)."""
     counter = counter or ByteCounter()
     started = time.monotonic()
-    mapping, partitioned = resolve(src_conn, tgt_conn, task)
+    mapping, partitioned = resolved or resolve(src_conn, tgt_conn, task)
     copy_out, copy_in = copy_statements(task, mapping, partitioned)
     tcur = tgt_conn.cursor()
     try:
