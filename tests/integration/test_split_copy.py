@@ -263,3 +263,29 @@ def test_partitioned_parent_row_copies_only_its_partitions_rows_once(dbs, tmp_pa
     assert dbs.tgt_sql('SELECT count(*) FROM agg_awc_daily').strip() == '500'
     assert fingerprint(dbs.tgt_sql, 'agg_awc_daily_m202001') == fingerprint(
         dbs.src_sql, 'agg_awc_daily_m202001')
+
+
+@pytest.mark.parametrize('nblocks,parts', [(0, 2), (1, 4), (10, 3), (12345, 7)])
+def test_split_ranges_cover_every_block_once(nblocks, parts):
+    from ansible_collections.icds.citus_migration.plugins.module_utils.table_copy import (
+        part_range, split_ranges)
+    ranges = [part_range(p) for p in split_ranges(nblocks, parts)]
+    assert ranges[0][0] == 0 and ranges[-1][1] is None  # starts at 0, last one open-ended
+    for (a, b), (c, _) in zip(ranges, ranges[1:]):
+        assert a < b == c  # contiguous, no gap, no overlap, never empty
+    assert len(ranges) == max(1, min(parts, nblocks))
+
+
+@pytest.mark.parametrize('text,expected', [('1GB', 1 << 30), ('500MB', 500 << 20), ('1.5g', 3 << 29),
+                                           ('2048', 2048), (4096, 4096)])
+def test_split_threshold_sizes(text, expected):
+    from ansible_collections.icds.citus_migration.plugins.module_utils.copy_runner import parse_size
+    assert parse_size(text) == expected
+
+
+def test_bad_split_threshold_is_one_readable_line(bigdb):
+    res = _migrate(bigdb, bigdb.manifest, '--split-threshold', 'lots')
+    assert res.returncode == 2
+    assert res.stderr.strip() == ("migrate_tables: error: --split-threshold must be a size such as "
+                                  "1GB or 500MB (bytes if no unit), got 'lots'")
+    assert manifest_flags(bigdb.manifest)[BIG] == (None, None)
