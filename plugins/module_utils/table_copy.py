@@ -202,6 +202,10 @@ def copy_table(src_conn, tgt_conn, task: CopyTask, source_id: str, runner: str,
     copy_out, copy_in = copy_statements(task, mapping, partitioned)
     tcur = tgt_conn.cursor()
     try:
+        # The manifest is marked migrated once the commit returns: the commit must be
+        # durable then, even on a target running with synchronous_commit = off (a crash
+        # would otherwise lose a table the manifest says is copied).
+        tcur.execute('SET LOCAL synchronous_commit TO on')
         if not ledger.try_lock(tcur, source_id, task.source_table, task.part, wait=wait_for_lock):
             tgt_conn.rollback()
             return CopyOutcome('busy')
