@@ -21,7 +21,18 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from ansible_collections.icds.citus_migration.plugins.module_utils.errors import ManifestError
 
 SCHEMA_VERSION = '1'
-BUSY_TIMEOUT_S = 30.0
+# How long to wait for another process's lock on the manifest before giving up.
+BUSY_TIMEOUT_ENV = 'ICDS_MIGRATION_MANIFEST_TIMEOUT'
+
+
+def _busy_timeout() -> float:
+    try:
+        return max(0.0, float(os.environ.get(BUSY_TIMEOUT_ENV, '30')))
+    except ValueError:
+        return 30.0
+
+
+BUSY_TIMEOUT_S = _busy_timeout()
 
 OLD_SCHEMA = """
 CREATE TABLE IF NOT EXISTS tables (
@@ -193,6 +204,8 @@ class Manifest:
             raise _readable(self.path, exc)
         except sqlite3.DatabaseError as exc:
             self._conn.close()
+            if 'malformed' in str(exc):
+                raise _readable(self.path, exc)
             raise ManifestError('%s is not a migration manifest (not a SQLite database: %s)'
                                 % (self.path, exc))
         missing = [c for c in REQUIRED_COLUMNS if c not in cols]
@@ -328,6 +341,10 @@ def _readable(path: str, exc: Exception) -> ManifestError:
     if 'locked' in text or 'busy' in text:
         return ManifestError('manifest %s is locked by another process (waited %ds): %s'
                              % (path, int(BUSY_TIMEOUT_S), text))
+    if 'malformed' in text:
+        return ManifestError('manifest %s is damaged (%s): restore it from a backup or generate '
+                             'a new one; the ledger on the target still knows every copied table'
+                             % (path, text))
     if 'readonly' in text or 'read-only' in text:
         return ManifestError('manifest %s is read-only: %s' % (path, text))
     return ManifestError('manifest %s: %s' % (path, text))

@@ -57,15 +57,41 @@ def select_for_copy(rows: List[ManifestRow], start: Optional[str] = None,
         if named[0].migrated:
             raise SelectionError("table '%s' is already migrated" % table)
         return named
+    if start or end:
+        check_row_dates(rows)
     return [r for r in rows
             if not r.migrated and (retry_errors or not r.errored)
             and date_matches(r.date, start, end)]
+
+
+def check_row_dates(rows: List[ManifestRow]) -> None:
+    """A date window needs valid row dates: a hand-edited manifest may hold anything
+    (another text, an integer), which would otherwise be compared as text, or not at all."""
+    bad = []
+    for row in rows:
+        if row.date is None:
+            continue
+        ok = isinstance(row.date, str) and bool(_DATE_RE.match(row.date))
+        if ok:
+            try:
+                date(int(row.date[0:4]), int(row.date[5:7]), int(row.date[8:10]))
+            except ValueError:
+                ok = False
+        if not ok:
+            bad.append('%r (id %d, %s)' % (row.date, row.id, row.source_table))
+    if bad:
+        raise SelectionError('the manifest has %d row(s) with a date that is not YYYY-MM-DD, '
+                             'so a date window cannot be applied: %s%s' % (
+                                 len(bad), ', '.join(bad[:5]),
+                                 ' (and %d more)' % (len(bad) - 5) if len(bad) > 5 else ''))
 
 
 def select_for_status(rows: List[ManifestRow], start: Optional[str] = None,
                       end: Optional[str] = None, migrated: bool = False,
                       errored: bool = False) -> List[ManifestRow]:
     """Rows a ``status`` report covers: date window, then -M / -E filters."""
+    if start or end:
+        check_row_dates(rows)
     out = [r for r in rows if date_matches(r.date, start, end)]
     if migrated:
         out = [r for r in out if r.migrated]
