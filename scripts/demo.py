@@ -289,9 +289,18 @@ def run():
            os.path.join(ROOT, 'playbooks', 'site.yml')]
     cmd += sys.argv[2:]
     say(' '.join(cmd[0:1] + [os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in cmd[1:]]))
-    res = subprocess.run(cmd, env=env, cwd=ROOT)
-    if res.returncode != 0:
-        return res.returncode
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True, bufsize=1)
+    changed = 0
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        found = re.search(r'\bchanged=(\d+)', re.sub(r'\x1b\[[0-9;]*m', '', line))
+        if found and ' : ok=' in re.sub(r'\x1b\[[0-9;]*m', '', line):
+            changed += int(found.group(1))
+    if proc.wait() != 0:
+        say('the playbook failed (exit %d)' % proc.returncode)
+        return proc.returncode
+    say('the playbook changed nothing: the environment already was as it should be'
+        if changed == 0 else 'the playbook made %d changes' % changed)
     for alias in SOURCES:
         manifest = os.path.join(DEMO, 'work', alias + '.db')
         if os.path.exists(manifest):
