@@ -27,6 +27,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.errors import
 from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import Manifest
 from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import (
     SSL_MODES, ConnParams, connect)
+from ansible_collections.icds.citus_migration.plugins.module_utils.recopy import RecopyRun
 from ansible_collections.icds.citus_migration.plugins.module_utils.progress import (
     Progress, fmt_bytes, fmt_duration)
 from ansible_collections.icds.citus_migration.plugins.module_utils.selection import (
@@ -100,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
                           'and every part are recorded on the target). Default 1GB')
     mig.add_argument('--split-parts', type=int, default=None, metavar='N',
                      help='parts per split table (default: --parallel)')
+    mig.add_argument('--recopy', nargs='+', metavar='TABLE', default=None,
+                     help='copy these migrated source tables again, replacing their rows on the '
+                          'target in one transaction (drift catch-up; put db_path before it)')
+    mig.add_argument('--recopy-drifted', action='store_true',
+                     help='compare every migrated table (rows and checksums) and copy again '
+                          'those that differ, as --recopy')
     mig.add_argument('--no-stop-on-error', action='store_true',
                      help='keep starting tables after one failed')
     mig.add_argument('--retry-errors', action='store_true', help='also copy tables that failed before')
@@ -203,6 +210,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
                          ledger_schema=args.ledger_schema, error_log=args.error_log,
                          source_id=args.source_id, split_threshold=args.split_threshold,
                          split_parts=args.split_parts)
+    if args.recopy or args.recopy_drifted:
+        return cmd_recopy(args, options)
     tty = sys.stdout.isatty()
     events = ConsoleEvents(sys.stdout, args.progress_interval, args.verbose, tty)
     run = MigrationRun(args.db_path, _params(args, 'source'), _params(args, 'target'), options, events)
@@ -246,6 +255,53 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         if report.failed:
             print('Errors are recorded in the manifest; see `migrate_tables status %s list -E`.'
                   % args.db_path)
+    return report.exit_code
+
+
+def cmd_recopy(args: argparse.Namespace, options: RunOptions) -> int:
+    """``migrate --recopy T... / --recopy-drifted``: replace migrated tables' target rows."""
+    run = RecopyRun(args.db_path, _params(args, 'source'), _params(args, 'target'), options,
+                    args.recopy or [], args.recopy_drifted)
+    try:
+        items = run.prepare(readonly=args.dry_run)
+        if args.dry_run:
+            for item in run.dry_run():
+                if 'error' in item:
+                    print('[dry run] %s -> %s: ERROR %s' % (item['source_table'],
+                                                           item['target_table'], item['error']))
+                else:
+                    print('[dry run] BEGIN; %s; %s | %s; COMMIT' % (
+                        item['delete'], item['copy_out'], item['copy_in']))
+            print('[dry run] %d tables would be re-copied; nothing was changed' % len(items))
+            return EXIT_OK
+        if not items:
+            print('Nothing to re-copy: every migrated table matches the source.')
+            return EXIT_OK
+        if not args.yes and not _ask('Preparing to re-copy %d tables, replacing their rows on '
+                                     'the target. [yes / no]' % len(items)):
+            print('Aborted.')
+            return EXIT_FAILED
+        confirm = None
+        if args.confirm:
+            def confirm(row):
+                return _ask('Re-copy %s -> %s? [yes / no]' % (row.source_table, row.target))
+        report = run.run(confirm)
+    finally:
+        run.close()
+    for result in report.results:
+        if result.status == 'errored':
+            print('ERROR %s -> %s: %s' % (result.source_table, result.target_table, result.error))
+        elif result.status == 'copied':
+            print('re-copied %s -> %s: %s rows' % (result.source_table, result.target_table,
+                                                  result.rows))
+    if args.json:
+        print(json.dumps({'selected': report.selected, 'recopied': report.count('copied'),
+                          'errored': report.failed, 'stopped_early': report.stopped_early,
+                          'elapsed_s': round(report.elapsed_s, 3),
+                          'tables': [r.as_dict() for r in report.results]}, indent=2))
+    print('Done in %s: %d re-copied, %d errored%s.' % (
+        fmt_duration(report.elapsed_s), report.count('copied'), report.failed,
+        ', stopped after the first error' if report.stopped_early else ''))
     return report.exit_code
 
 

@@ -100,6 +100,22 @@ options:
         cluster system identifier (when the role may read it).
       - Set it when the same source is reached under different names.
     type: str
+  recopy:
+    description:
+      - Drift catch-up. Copy these migrated source tables again, replacing their rows on the
+        target in one target transaction each (delete, copy, ledger row); a failure leaves the
+        old rows. A same-named table is emptied (C(DELETE FROM ONLY)); a drop-child child's
+        slice of its parent is the rows matching the child's own CHECK constraints on the
+        source, as M(icds.citus_migration.compare_tables) slices it.
+      - The usual selection (O(table), O(start_date), O(end_date)) does not apply.
+    type: list
+    elements: str
+  recopy_drifted:
+    description:
+      - Compare every migrated table (row counts and checksums, as
+        M(icds.citus_migration.compare_tables)) and copy again, as O(recopy), those that differ.
+    type: bool
+    default: false
   fail_on_error:
     description: Fail the task when any table failed. With V(false) the failures are only returned.
     type: bool
@@ -140,6 +156,12 @@ EXAMPLES = r'''
     start_date: '2020-03-01'
     end_date: '2020-04-01'
     stop_on_error: false
+    source: "{{ icds_source_connection }}"
+
+- name: Copy again the tables written to on the source after their copy
+  icds.citus_migration.migrate_tables:
+    path: /opt/migration/icds-ucr.db
+    recopy_drifted: true
     source: "{{ icds_source_connection }}"
 
 - name: Dry run
@@ -187,7 +209,10 @@ rows_copied:
   type: int
   sample: 2800000
 tables:
-  description: One entry per table handled (in check mode, per table that would be copied).
+  description:
+    - One entry per table handled (in check mode, per table that would be copied).
+    - With O(recopy) or O(recopy_drifted) in check mode, each entry has the C(delete),
+      C(copy_out) and C(copy_in) statements of its one transaction.
   returned: always
   type: list
   elements: dict
@@ -218,6 +243,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.errors import
 if HAS_PSYCOPG2:
     from ansible_collections.icds.citus_migration.plugins.module_utils.copy_runner import (
         MigrationRun, RunOptions)
+    from ansible_collections.icds.citus_migration.plugins.module_utils.recopy import RecopyRun
 
 
 def main():
@@ -238,6 +264,8 @@ def main():
         ledger_schema=dict(type='str', default='icds_citus_migration'),
         error_log=dict(type='path'),
         source_id=dict(type='str'),
+        recopy=dict(type='list', elements='str'),
+        recopy_drifted=dict(type='bool', default=False),
         fail_on_error=dict(type='bool', default=True),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -252,8 +280,13 @@ def main():
                          ledger_schema=p['ledger_schema'], error_log=p['error_log'],
                          source_id=p['source_id'], split_threshold=p['split_threshold'],
                          split_parts=p['split_parts'])
-    run = MigrationRun(p['path'], params_from_module_options(p['source']),
-                       params_from_module_options(p), options)
+    if p['recopy'] or p['recopy_drifted']:
+        run = RecopyRun(p['path'], params_from_module_options(p['source']),
+                        params_from_module_options(p), options, p['recopy'] or [],
+                        p['recopy_drifted'])
+    else:
+        run = MigrationRun(p['path'], params_from_module_options(p['source']),
+                           params_from_module_options(p), options)
     result = dict(changed=False, selected=0, copied=0, already_copied=0, errored=0,
                   stopped_early=False, elapsed_s=0.0, rows_copied=0, tables=[])
     try:
@@ -262,7 +295,8 @@ def main():
         if module.check_mode:
             plan = run.dry_run()
             result['tables'] = plan
-            result['changed'] = any(not item.get('already_copied') for item in plan)
+            result['changed'] = any(not item.get('already_copied') and 'error' not in item
+                                    for item in plan)
             problems = [i for i in plan if 'error' in i]
             if problems and p['fail_on_error']:
                 module.fail_json(msg='%d tables cannot be copied: %s' % (

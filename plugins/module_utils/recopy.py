@@ -1,0 +1,328 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Drift catch-up: copy again tables that are already migrated, replacing their rows on the
+target atomically.
+
+Rows written to the source after a table was copied (before the mirrors were enabled) show
+as drift in ``compare_tables``. ``migrate --recopy T...`` (or ``--recopy-drifted``, which
+runs the comparison and picks every migrated row that differs) replaces the table's rows on
+the target in ONE target transaction: its advisory lock, the deletion of its rows, the COPY
+and its ledger row. A failure leaves the old rows (and the old ledger row) in place.
+
+Which target rows are "the table's rows" is decided exactly as ``compare`` slices them
+(``compare.plan_comparisons``): a same-named table is all of ``ONLY target``; a drop-child
+child is the rows of the parent satisfying the child's own CHECK constraints (read from the
+source catalog); a drop-child parent's own rows are the target rows outside every child's
+slice. A family ``compare`` cannot slice (a child without a CHECK of its own, or two
+children with the same CHECK) is refused with the reason.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence
+
+from psycopg2 import sql
+
+from ansible_collections.icds.citus_migration.plugins.module_utils import compare, ledger
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy_columns import (
+    read_columns_many)
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy_runner import (
+    RunOptions, RunReport, TableResult, runner_label, source_identity)
+from ansible_collections.icds.citus_migration.plugins.module_utils.error_log import (
+    append_error, default_error_log)
+from ansible_collections.icds.citus_migration.plugins.module_utils.errors import (
+    MigrationError, SelectionError)
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import (
+    Manifest, ManifestRow, utc_now)
+from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import (
+    ConnParams, connect)
+from ansible_collections.icds.citus_migration.plugins.module_utils.table_copy import (
+    ByteCounter, CopyFailed, CopyTask, _stream, copy_statements, diagnose, resolve)
+
+
+@dataclass
+class RecopyItem:
+    """One manifest row to re-copy and the target rows it replaces."""
+
+    row: ManifestRow
+    kind: str = 'table'  # 'table' | 'slice' (as compare slices it)
+    predicate: Optional[str] = None  # target rows of the slice; None: all of the table
+    only: bool = True  # DELETE FROM ONLY
+    error: Optional[str] = None
+
+    def delete_statement(self, target_schema: str) -> sql.Composed:
+        # the predicate is a CHECK expression from the source catalog (columns only), as in
+        # compare: it cannot carry a name from the manifest
+        return sql.SQL('DELETE FROM {}{}.{}{}').format(
+            sql.SQL('ONLY ') if self.only else sql.SQL(''), sql.Identifier(target_schema),
+            sql.Identifier(self.row.target),
+            sql.SQL(' WHERE {}').format(sql.SQL(self.predicate)) if self.predicate else sql.SQL(''))
+
+
+def select_named(rows: Sequence[ManifestRow], names: Sequence[str]) -> List[ManifestRow]:
+    """The migrated manifest rows named by ``names`` (manifest order); errors name the table."""
+    wanted = []
+    for name in names:
+        named = [r for r in rows if r.source_table == name]
+        if not named:
+            raise SelectionError("table '%s' is not in the manifest" % name)
+        if not any(r.migrated for r in named):
+            raise SelectionError("table '%s' is not migrated yet: copy it with migrate, "
+                                 "--recopy only replaces copied tables" % name)
+        wanted.extend(r for r in named if r.migrated)
+    ids = {r.id for r in wanted}
+    return [r for r in rows if r.id in ids]
+
+
+def slice_predicates(src_conn, schema: str, children: Sequence[str]) -> Dict[str, Optional[str]]:
+    """Each drop-child child's slice predicate, read as compare reads it."""
+    exprs: Dict[str, List[str]] = {}
+    if children:
+        with src_conn.cursor() as cur:
+            cur.execute(compare._SLICE_EXPRESSIONS_SQL, {'schema': schema, 'names': list(children)})
+            for rel, expr, _kind, _name in cur.fetchall():
+                if expr:
+                    exprs.setdefault(rel, []).append(expr)
+        src_conn.rollback()
+    return {c: compare.check_predicate(exprs.get(c, [])) for c in children}
+
+
+def plan_recopy(src_conn, tgt_conn, rows: Sequence[ManifestRow],
+                all_rows: Sequence[ManifestRow], options: RunOptions) -> List[RecopyItem]:
+    """What each selected row's re-copy deletes on the target."""
+    families = compare.drop_child_families(all_rows)
+    children = sorted({c for kids in families.values() for c in kids})
+    predicates = slice_predicates(src_conn, options.source_schema, children)
+    with tgt_conn.cursor() as cur:
+        tgt_cols = read_columns_many(cur, options.target_schema, [r.target for r in rows])
+    tgt_conn.rollback()
+    by_name = {r.source_table: r for r in rows}
+    items = []
+    for plan in compare.plan_comparisons(rows, all_rows, predicates):
+        if plan.kind == 'group':
+            for member in plan.members:
+                if member in by_name:
+                    items.append(RecopyItem(by_name[member], 'group', error=(
+                        'cannot re-copy %s alone: %s' % (member, plan.note))))
+            continue
+        row = by_name[plan.source_table]
+        partitioned = (tgt_cols.get(row.target) or [None])[0]
+        only = plan.target_only and not (partitioned is not None and partitioned.relkind == 'p')
+        items.append(RecopyItem(row, plan.kind, plan.predicate, only))
+    order = {r.id: i for i, r in enumerate(rows)}
+    return sorted(items, key=lambda item: order[item.row.id])
+
+
+def drifted_rows(src_conn, tgt_conn, all_rows: Sequence[ManifestRow], options: RunOptions
+                 ) -> List[ManifestRow]:
+    """Migrated rows whose target rows differ from the source (count or checksum)."""
+    migrated = [r for r in all_rows if r.migrated]
+    results = compare.compare_manifest(src_conn, tgt_conn, migrated, checksums=True,
+                                       schema_source=options.source_schema,
+                                       schema_target=options.target_schema,
+                                       family_rows=list(all_rows))
+    names = set()
+    for res in results:
+        if not res.match:
+            names.update(res.members if res.kind == 'group' else [res.source_table])
+    return [r for r in migrated if r.source_table in names]
+
+
+def recopy_one(src_conn, tgt_conn, item: RecopyItem, options: RunOptions, source_id: str,
+               runner: str, counter: Optional[ByteCounter] = None) -> TableResult:
+    """Replace one row's target rows in one target transaction (rolled back on failure)."""
+    row = item.row
+    counter = counter or ByteCounter()
+    started = time.monotonic()
+    task = CopyTask(row.source_table, row.target, options.source_schema, options.target_schema)
+    mapping, partitioned = resolve(src_conn, tgt_conn, task)
+    copy_out, copy_in = copy_statements(task, mapping, partitioned)
+    schema = options.ledger_schema
+    tcur = tgt_conn.cursor()
+    try:
+        tcur.execute('SET LOCAL synchronous_commit TO on')
+        ledger.try_lock(tcur, source_id, row.source_table, '', wait=True)
+        tcur.execute(item.delete_statement(options.target_schema))
+        tcur.execute(sql.SQL('DELETE FROM {} WHERE source_id = %s AND source_table = %s')
+                     .format(ledger._table(schema)), (source_id, row.source_table))
+        tcur.execute(sql.SQL('DELETE FROM {} WHERE source_id = %s AND source_table = %s')
+                     .format(ledger._plan_table(schema)), (source_id, row.source_table))
+        if mapping.source_partitioned:
+            src_rows = tgt_rows = 0
+        else:
+            src_rows, tgt_rows = _stream(src_conn, tcur, copy_out, copy_in, counter)
+        if src_rows is not None and tgt_rows is not None and src_rows != tgt_rows:
+            raise CopyFailed('row count mismatch: source sent %d rows, target received %d'
+                             % (src_rows, tgt_rows))
+        rows = tgt_rows if tgt_rows is not None else src_rows
+        ledger.record(tcur, schema, source_id, row.source_table, row.target, rows,
+                      counter.value, runner)
+        tgt_conn.commit()
+    except BaseException as exc:
+        try:
+            if not tgt_conn.closed:
+                tgt_conn.rollback()
+        except Exception:
+            pass
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise diagnose(exc, 'target')
+    finally:
+        tcur.close()
+    return TableResult(row.id, row.source_table, row.target, 'copied', rows, counter.value,
+                       time.monotonic() - started, mapping.binary)
+
+
+class RecopyRun:
+    """``prepare`` (select and plan), then ``dry_run`` or ``run``."""
+
+    def __init__(self, manifest_path: str, source: ConnParams, target: ConnParams,
+                 options: RunOptions, tables: Sequence[str] = (), drifted: bool = False):
+        self.manifest_path = manifest_path
+        self.source = source.with_application_name('icds.citus_migration (source)')
+        self.target = target.with_application_name('icds.citus_migration (target)')
+        self.options = options
+        self.tables = list(tables or [])
+        self.drifted = drifted
+        self.runner = runner_label()
+        self.manifest: Optional[Manifest] = None
+        self.items: List[RecopyItem] = []
+        self.source_id = ''
+
+    def prepare(self, readonly: bool = False) -> List[RecopyItem]:
+        self.options.validate()
+        if not self.tables and not self.drifted:
+            raise SelectionError('nothing to re-copy: name tables or ask for the drifted ones')
+        if self.options.table or self.options.start_date or self.options.end_date:
+            raise SelectionError('--recopy / --recopy-drifted select tables themselves: '
+                                 'drop --table, --start-date and --end-date')
+        self.manifest = Manifest.open(self.manifest_path, readonly=readonly)
+        all_rows = self.manifest.rows()
+        rows = select_named(all_rows, self.tables) if self.tables else []
+        src = connect(self.source, 'source')
+        try:
+            tgt = connect(self.target, 'target')
+            try:
+                self.source_id = self.options.source_id or source_identity(src, self.source)
+                if self.drifted:
+                    seen = {r.id for r in rows}
+                    rows += [r for r in drifted_rows(src, tgt, all_rows, self.options)
+                             if r.id not in seen]
+                    rows.sort(key=lambda r: r.id)
+                self.items = plan_recopy(src, tgt, rows, all_rows, self.options) if rows else []
+                problems = [i.error for i in self.items if i.error]
+                if problems and self.options.stop_on_error and not readonly:
+                    raise SelectionError('%d of %d tables cannot be re-copied, nothing was '
+                                         'changed: %s' % (len(problems), len(self.items),
+                                                          '; '.join(problems[:5])))
+                if self.items and not readonly:
+                    ledger.ensure_ledger(tgt, self.options.ledger_schema)
+            finally:
+                tgt.close()
+        finally:
+            src.close()
+        return self.items
+
+    def dry_run(self) -> List[Dict[str, object]]:
+        """The statements each re-copy would run, in its one target transaction."""
+        out = []
+        src = connect(self.source, 'source')
+        try:
+            for item in self.items:
+                entry = {'id': item.row.id, 'source_table': item.row.source_table,
+                         'target_table': item.row.target, 'date': item.row.date,
+                         'slice': item.kind}
+                if item.error:
+                    entry['error'] = item.error
+                else:
+                    task = CopyTask(item.row.source_table, item.row.target,
+                                    self.options.source_schema, self.options.target_schema)
+                    entry['delete'] = item.delete_statement(self.options.target_schema).as_string(src)
+                    entry.update(self._copy_sql(src, task))
+                out.append(entry)
+        finally:
+            src.close()
+        return out
+
+    def _copy_sql(self, src, task: CopyTask) -> Dict[str, str]:
+        tgt = connect(self.target, 'target')
+        try:
+            mapping, partitioned = resolve(src, tgt, task)
+            out, into = copy_statements(task, mapping, partitioned)
+            return {'copy_out': out.as_string(src), 'copy_in': into.as_string(tgt)}
+        except MigrationError as exc:
+            return {'error': str(exc)}
+        finally:
+            tgt.close()
+
+    def run(self, confirm: Optional[Callable[[ManifestRow], bool]] = None) -> RunReport:
+        assert self.manifest is not None, 'prepare() first'
+        report = RunReport(selected=len(self.items))
+        error_log = (default_error_log(self.manifest_path) if self.options.error_log is None
+                     else self.options.error_log)
+        started = time.monotonic()
+        src = tgt = None
+        try:
+            for item in self.items:
+                row = item.row
+                if report.failed and self.options.stop_on_error:
+                    report.stopped_early = True
+                    break
+                if item.error:
+                    report.results.append(TableResult(row.id, row.source_table, row.target,
+                                                      'errored', error=item.error))
+                    continue
+                if confirm is not None and not confirm(row):
+                    report.results.append(TableResult(row.id, row.source_table, row.target,
+                                                      'skipped'))
+                    continue
+                t0 = utc_now()
+                try:
+                    if src is None or src.closed:
+                        src = connect(self.source, 'source')
+                        src.set_session(readonly=True)
+                    if tgt is None or tgt.closed:
+                        tgt = connect(self.target, 'target')
+                    result = recopy_one(src, tgt, item, self.options, self.source_id,
+                                        self.runner)
+                except MigrationError as exc:
+                    for conn in (src, tgt):
+                        if conn is not None:
+                            conn.close()
+                    src = tgt = None
+                    self._log(item, exc, error_log)
+                    report.results.append(TableResult(
+                        row.id, row.source_table, row.target, 'errored', error=str(exc),
+                        sqlstate=getattr(exc, 'sqlstate', None)))
+                    continue
+                # the row stays migrated; its facts now describe the new copy
+                self.manifest.mark_migrated(row.id, result.rows, result.bytes, t0, utc_now(),
+                                            result.duration_s, self.runner)
+                report.results.append(result)
+        finally:
+            for conn in (src, tgt):
+                if conn is not None and not conn.closed:
+                    conn.close()
+            report.elapsed_s = time.monotonic() - started
+        return report
+
+    def _log(self, item: RecopyItem, exc: MigrationError, error_log: str) -> None:
+        append_error(error_log, {
+            'time': utc_now(), 'manifest_id': item.row.id, 'source_table': item.row.source_table,
+            'target_table': item.row.target, 'date': item.row.date, 'part': None,
+            'sqlstate': getattr(exc, 'sqlstate', None), 'message': str(exc),
+            'detail': getattr(exc, 'detail', None), 'context': getattr(exc, 'context', None),
+            'hint': getattr(exc, 'hint', None),
+            'command': 'recopy: %s; COPY %s.%s TO STDOUT | COPY %s.%s FROM STDIN' % (
+                item.kind, self.options.source_schema, item.row.source_table,
+                self.options.target_schema, item.row.target),
+            'source': self.source.describe(), 'target': self.target.describe(),
+            'runner': self.runner,
+        })
+
+    def close(self) -> None:
+        if self.manifest is not None:
+            self.manifest.close()
