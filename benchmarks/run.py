@@ -687,7 +687,7 @@ def markdown(report: Dict) -> str:
                 ver += ' (sed corrupted %d rows in %d tables)' % (r['corrupted_rows'],
                                                                  r['corrupted_tables'])
             lines.append('| %s | %.2f (%.2f-%.2f) | %.0f | %.1f | %.0f | %.2f | %s |' % (
-                r['method'], r['seconds'], r['min'], r['max'], r['rows_per_s'], r['mb_per_s'],
+                r['method'].replace('|', '\\|'), r['seconds'], r['min'], r['max'], r['rows_per_s'], r['mb_per_s'],
                 r['peak_rss_mb'], ratio, ver))
         lines.append('')
     copy = report.get('copy')
@@ -765,8 +765,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--runs', type=int, default=3)
     parser.add_argument('--target', choices=['citus', 'plain'],
                         default='citus' if citus_available() else 'plain')
-    parser.add_argument('--scale-sizes', default='1000,10000,50000',
-                        help='source catalog sizes for the scale benchmarks')
+    parser.add_argument('--scale-sizes', default='1000,10000',
+                        help='source catalog sizes for the scale benchmarks (50000 takes about '
+                             '10 more minutes here: --scale-sizes 1000,10000,50000)')
     parser.add_argument('--child-sizes', default='1000,10000',
                         help='missing child tables to create in the scale benchmarks')
     parser.add_argument('--skip-copy', action='store_true')
@@ -777,7 +778,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--profile', action='store_true',
                         help='also record a py-spy profile of one engine run')
     parser.add_argument('--keep', action='store_true', help='keep the servers and work files')
+    parser.add_argument('--render', metavar='JSON',
+                        help='only re-write the .md and .png of an earlier results JSON')
     args = parser.parse_args(argv)
+    if args.render:
+        with open(args.render) as handle:
+            report = json.load(handle)
+        base = args.render[:-len('.json')]
+        md = markdown(report)
+        with open(base + '.md', 'w') as handle:
+            handle.write('# Benchmark %s\n\nCommand: `%s`\n\n%s\n' % (
+                report['timestamp'], report['command'], md))
+        if 'copy' in report:
+            chart(report, base + '.png')
+        print(md)
+        return 0
     args.engine_parallel = [int(x) for x in args.engine_parallel.split(',') if x]
     if args.target == 'citus' and not citus_available():
         parser.error('--target citus: the citus extension is not installed')
@@ -789,6 +804,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     env = Env(args.target)
     report = {'timestamp': stamp, 'target': args.target, 'parallel': args.parallel,
               'runs': args.runs, 'command': 'benchmarks/run.py ' + ' '.join(argv or sys.argv[1:]),
+              'options': {k: v for k, v in vars(args).items() if k != 'stamp'},
               'machine': {'cpus': os.cpu_count(), 'python': platform.python_version(),
                           'platform': platform.platform(),
                           'postgres': env.source.psql('SHOW server_version').strip()}}
