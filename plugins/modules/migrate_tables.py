@@ -23,7 +23,7 @@ description:
     C(date < end).
   - Every selected table is checked before anything is copied (the target table exists and has
     every source column). With O(stop_on_error), a problem fails the task and nothing is copied.
-  - A source table larger than O(split_threshold) on disk is copied in O(split_parts) parts:
+  - A source table larger than O(split_threshold) on disk is copied in O(split_parts) parts,
     ctid block ranges (C(COPY (SELECT ... FROM ONLY t WHERE ctid >= '(a,0)' AND ctid < '(b,0)')
     TO STDOUT), a TID range scan on PostgreSQL 14 and later), spread over the parallel copies
     like separate tables. The split plan is stored on the target (table C(copy_split_plan) in
