@@ -24,9 +24,11 @@ BUILD_DIR := $(CACHE)/build
 POUCHDB_SERVER_VERSION := 4.2.0
 NODE_PREFIX := $(CACHE)/node
 
-# pytest: xdist with 2 workers (one set of throwaway PostgreSQL/pouchdb servers per worker).
-# Override e.g. `make pytest PYTEST_ARGS="-n 0 -k manifest"`.
-PYTEST_ARGS ?= -n 2
+# pytest: 4 xdist workers on 2 cores; each worker starts its own throwaway PostgreSQL (and
+# Citus, pouchdb-server) servers. The suite mostly waits on those servers, so 4 beat 2:
+# measured on the same tree, 253 tests: -n 4 5m04s, -n 2 8m48s, serial ~17 min (sum of
+# durations). Override e.g. `make pytest PYTEST_ARGS="-n 0 -k manifest"`.
+PYTEST_ARGS ?= -n 4
 
 # ansible-test sanity: Python version and extra args (e.g. SANITY_ARGS="--test pylint").
 SANITY_PYTHON ?= 3.11

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the build and the tests need from outside PyPI:
-#   - Debian packages: PostgreSQL 15 server + client + contrib, libpq headers, shellcheck
-#     (for the ansible-test shellcheck sanity test), Node.js + npm;
+#   - Debian packages: PostgreSQL 15 server + client + contrib, libpq headers, python3-venv,
+#     git (the sanity copy lists files with it), shellcheck (ansible-test's shellcheck
+#     sanity test), Node.js + npm;
 #   - pouchdb-server (CouchDB stand-in for the toggle tests) from npm into .cache/node.
 # Each step is skipped when already satisfied. apt-get needs root: without it the exact
 # command is printed and the script fails.
@@ -13,7 +14,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 POUCHDB_SERVER_VERSION="${POUCHDB_SERVER_VERSION:?set by the Makefile}"
 NODE_PREFIX="${NODE_PREFIX:-$ROOT/.cache/node}"
 
-APT_PACKAGES=(postgresql-15 postgresql-client-15 postgresql-contrib libpq-dev shellcheck)
+APT_PACKAGES=(postgresql-15 postgresql-client-15 postgresql-contrib libpq-dev python3-venv git shellcheck)
 
 installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
