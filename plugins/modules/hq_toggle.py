@@ -115,7 +115,7 @@ EXAMPLES = r'''
     item: domain:icds-cas
     state: query
     fail_if_enabled: true
-  loop: [ enable_ucr_mirrors, parallel_agg ]
+  loop: [enable_ucr_mirrors, parallel_agg]
   loop_control:
     loop_var: slug_name
 
@@ -127,7 +127,7 @@ EXAMPLES = r'''
     slug: "{{ slug_name }}"
     item: domain:icds-cas
     state: enabled
-  loop: [ enable_ucr_mirrors, parallel_agg ]
+  loop: [enable_ucr_mirrors, parallel_agg]
   loop_control:
     loop_var: slug_name
 

@@ -92,7 +92,7 @@ EXAMPLES = r'''
   icds.citus_migration.ucr_mirror:
     path: "{{ code_root }}/custom/icds_reports/ucr/data_sources"
     recursive: true
-    domains: [ icds-cas ]
+    domains: [icds-cas]
     engine_id: icds-ucr
     server_environment: icds
     mirror_engine_id: icds-ucr-citus
@@ -107,7 +107,7 @@ EXAMPLES = r'''
   icds.citus_migration.ucr_mirror:
     path: "{{ code_root }}/custom/icds_reports/ucr/data_sources"
     recursive: true
-    domains: [ icds-cas ]
+    domains: [icds-cas]
     server_environment: icds
     mirror_engine_id: icds-ucr-citus
     state: absent
