@@ -24,6 +24,8 @@ from typing import Dict, List, Optional, Sequence
 
 from psycopg2 import sql
 
+from ansible_collections.icds.citus_migration.plugins.module_utils.errors import MigrationError
+
 DEFAULT_LEDGER_SCHEMA = 'icds_citus_migration'
 # First key of the two-key advisory locks; the second is hashtext() of the ledger key.
 LOCK_NAMESPACE = 0x1CD5C175 & 0x7FFFFFFF
@@ -49,8 +51,29 @@ def _plan_table(schema: str) -> sql.Composed:
 def ensure_ledger(conn, schema: str = DEFAULT_LEDGER_SCHEMA) -> bool:
     """Create the ledger schema and tables if missing (serialised by an advisory lock).
 
-    Returns True when something was created. Commits.
+    Returns True when something was created. Commits. A refusal (no CREATE on the
+    database, say) becomes a MigrationError saying what to grant.
     """
+    try:
+        return _ensure_ledger(conn, schema)
+    except Exception as exc:
+        if getattr(exc, 'pgcode', None) is None:
+            raise
+        try:
+            conn.rollback()
+        except Exception:
+            pass
+        diag = getattr(exc, 'diag', None)
+        message = (getattr(diag, 'message_primary', None) if diag else None) or str(exc).strip()
+        hint = ''
+        if exc.pgcode == '42501':
+            hint = (': grant CREATE on the database to the copying role, or create the schema '
+                    'beforehand owned by it')
+        raise MigrationError('cannot create the ledger schema "%s" on the target: %s%s'
+                             % (schema, message, hint))
+
+
+def _ensure_ledger(conn, schema: str) -> bool:
     with conn.cursor() as cur:
         if ledger_exists(cur, schema) and split_plan_table_exists(cur, schema):
             conn.commit()

@@ -156,10 +156,25 @@ def diagnose(exc: BaseException, side: str) -> CopyFailed:
     diag = getattr(exc, 'diag', None)
     primary = getattr(diag, 'message_primary', None) if diag else None
     message = primary or ' '.join(str(exc).split()) or exc.__class__.__name__
+    message += _privilege_hint(getattr(exc, 'pgcode', None), message, side)
     return CopyFailed('%s: %s' % (side, message), getattr(exc, 'pgcode', None),
                       getattr(diag, 'message_detail', None) if diag else None,
                       getattr(diag, 'context', None) if diag else None,
                       getattr(diag, 'message_hint', None) if diag else None, side)
+
+
+# PostgreSQL's "permission denied for <object>" does not say which privilege: the copy
+# needs exactly one per object kind and side (docs/copy-engine.md, "Least privilege").
+_NEEDED = {('source', 'table'): 'SELECT', ('target', 'table'): 'INSERT',
+           ('source', 'schema'): 'USAGE', ('target', 'schema'): 'USAGE'}
+
+
+def _privilege_hint(sqlstate: Optional[str], message: str, side: str) -> str:
+    if sqlstate != '42501' or not message.startswith('permission denied for '):
+        return ''
+    kind = message[len('permission denied for '):].split(' ', 1)[0]
+    needed = _NEEDED.get((side, kind))
+    return ' (the %s role needs %s on it)' % (side, needed) if needed else ''
 
 
 def partitioned_tables(cur, schema: str, tables: List[str]) -> set:
