@@ -169,7 +169,11 @@ def recopy_one(src_conn, tgt_conn, item: RecopyItem, options: RunOptions, source
             pass
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
-        raise diagnose(exc, 'target')
+        failed = diagnose(exc, 'target')
+        if failed.sqlstate == '42501' and failed.side == 'target':
+            failed.args = (str(failed).replace('(the target role needs INSERT on it)',
+                                               '(re-copying needs DELETE, SELECT and INSERT on it)'),)
+        raise failed
     finally:
         tcur.close()
     return TableResult(row.id, row.source_table, row.target, 'copied', rows, counter.value,

@@ -218,7 +218,8 @@ def wait_for_backends_gone(pair: DbPair, timeout: float = 30.0) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         left = query(pair.target, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
-                     "AND application_name LIKE 'icds.citus_migration%%'", (pair.target_db,))[0][0]
+                     "AND application_name LIKE 'icds.citus_migration (%%' "
+                     "AND pid <> pg_backend_pid()", (pair.target_db,))[0][0]
         if not left:
             return
         time.sleep(0.05)

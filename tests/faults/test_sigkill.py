@@ -47,7 +47,7 @@ def test_sigkill_at_a_random_moment(world, pair, seed):
     parallel = rnd.choice([1, 2, 3])
     split = rnd.choice(['1GB', '8MB'])  # 8MB: the big table is copied in parts
     how = rnd.choice(['timer', 'timer', 'timer', 'before_target_commit', 'after_target_commit'])
-    delay = round(rnd.uniform(0.0, 1.5), 3)  # seconds after the big table's COPY started
+    delay = round(rnd.uniform(0.0, 0.8), 3)  # seconds after the big table's COPY started
     kill_rerun = rnd.random() < 0.3
     rerun_delay = round(rnd.uniform(0.0, 1.0), 3)
     extra = ['--parallel', str(parallel), '--split-threshold', split]
