@@ -48,6 +48,12 @@ else
         | tar -xf - -C "$DEST"
 fi
 
+# The project's own test harness, benchmarks and scripts are plain Python tools around the
+# collection, not Ansible content: sanity covers what the collection ships (plugins, roles,
+# playbooks, meta, docs, bin/ and the sanity ignore file).
+find "$DEST/tests" -mindepth 1 -maxdepth 1 ! -name sanity -exec rm -rf {} +
+rm -rf "$DEST/benchmarks" "$DEST/scripts" "$DEST/tools" "$DEST/extensions"
+
 # 3. Dependencies from the venv's `ansible` package, as links beside the collection.
 DEPENDENCIES=(community.postgresql)
 for dep in "${DEPENDENCIES[@]}"; do

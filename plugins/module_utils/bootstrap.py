@@ -100,7 +100,7 @@ def _select_tables(src_tables, plan, only: Optional[Sequence[str]]):
             selected.append((table, rule))
     if only is not None:
         names = set(only)
-        by_name = {t.name for t, _ in selected}
+        by_name = {t.name for t, dummy in selected}
         for name in sorted(names - by_name):
             if name in top_level:
                 rule = plan.classify(name)
@@ -168,7 +168,7 @@ def plan_bootstrap(src_conn, tgt_conn, plan, tables: Optional[Sequence[str]] = N
                              % (', '.join(DISTRIBUTION_MODES), distribution))
     src_tables = list_tables(src_conn, schema)
     selected, unclassified = _select_tables(src_tables, plan, tables)
-    errors = plan.validate_against([t for t, _ in selected])
+    errors = plan.validate_against([t for t, dummy in selected])
     if errors:
         raise PlanError('the plan does not fit the source: ' + '; '.join(errors))
     for table, rule in selected:
@@ -184,14 +184,14 @@ def plan_bootstrap(src_conn, tgt_conn, plan, tables: Optional[Sequence[str]] = N
                              'in the target database: run CREATE EXTENSION citus there first '
                              '(nothing was created)')
     distributing = distribution != 'skip' and version is not None
-    names = [t.name for t, _ in selected]
+    names = [t.name for t, dummy in selected]
     existing = existing_relations(tgt_conn, names, schema)
     current = placements(tgt_conn, names, schema) if version is not None else {}
 
     result = BootstrapPlan(schema=schema, citus_version=version, distributing=distributing,
                            unclassified=unclassified)
     result.create_schema = not schema_exists(tgt_conn, schema)
-    to_create = [t.name for t, _ in selected if t.name not in existing]
+    to_create = [t.name for t, dummy in selected if t.name not in existing]
     defs = read_table_defs(src_conn, to_create, schema)
     would_distribute = {}
     for table, rule in selected:

@@ -141,7 +141,7 @@ def plan_children(src_conn, tgt_conn, plan, parents: Optional[Sequence[str]] = N
         for child in descendants(parent, kids):
             wanted.append((child.name, child.parent))
 
-    target = _target_tables(tgt_conn, selected + [c for c, _ in wanted], schema)
+    target = _target_tables(tgt_conn, selected + [c for c, dummy in wanted], schema)
     missing_parents = [p for p in selected if p not in target]
     if missing_parents and not allow_missing_parents:
         raise MigrationError('parent table(s) missing on the target, run citus_bootstrap first: '
@@ -150,7 +150,7 @@ def plan_children(src_conn, tgt_conn, plan, parents: Optional[Sequence[str]] = N
                       'its children are planned as if it did' % p for p in missing_parents]
     citus_managed = set()
     if citus_version(tgt_conn) is not None:
-        current = placements(tgt_conn, [p for _, p in wanted] + selected, schema)
+        current = placements(tgt_conn, [p for dummy, p in wanted] + selected, schema)
         citus_managed = set(current)
         for parent in selected:
             actual = current.get(parent, LOCAL)
@@ -176,7 +176,7 @@ def plan_children(src_conn, tgt_conn, plan, parents: Optional[Sequence[str]] = N
     if not missing:
         _end_read(tgt_conn)
         return result
-    defs = read_table_defs(src_conn, {c for c, _ in missing} | {p for _, p in missing}, schema)
+    defs = read_table_defs(src_conn, {c for c, dummy in missing} | {p for dummy, p in missing}, schema)
     _end_read(src_conn)
     for child, parent in missing:
         td = defs[child]

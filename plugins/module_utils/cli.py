@@ -39,6 +39,14 @@ from ansible_collections.icds.citus_migration.plugins.module_utils import status
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
+def echo(text: str = '', file=None, end: str = '\n', flush: bool = True) -> None:
+    """The command's output (a CLI writes to its terminal; modules never call this)."""
+    stream = file or sys.stdout
+    stream.write('%s%s' % (text, end))
+    if flush:
+        stream.flush()
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, as argparse but shorter
         self.print_usage(sys.stderr)
@@ -145,14 +153,14 @@ class ConsoleEvents(RunEvents):
         self.interval = interval
         self.verbose = verbose
         self.tty = tty
-        self.bar = None
+        self.pbar = None
         self._last = 0.0
 
     def started(self, progress: Progress) -> None:
         if self.tty:
             from tqdm import tqdm
-            self.bar = tqdm(total=progress.total_tables, unit='table', file=self.stream,
-                            dynamic_ncols=True, smoothing=0.1)
+            self.pbar = tqdm(total=progress.total_tables, unit='table', file=self.stream,
+                             dynamic_ncols=True, smoothing=0.1)
         self._last = time.monotonic()
 
     def _postfix(self, progress: Progress) -> str:
@@ -161,9 +169,9 @@ class ConsoleEvents(RunEvents):
             fmt_bytes(progress.throughput()), progress.errored_tables)
 
     def table_finished(self, result: TableResult, progress: Progress) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix_str(self._postfix(progress), refresh=False)
+        if self.pbar is not None:
+            self.pbar.update(1)
+            self.pbar.set_postfix_str(self._postfix(progress), refresh=False)
         if result.status == 'errored':
             self._print('ERROR %s -> %s: %s' % (result.source_table, result.target_table, result.error))
         elif self.verbose:
@@ -174,30 +182,30 @@ class ConsoleEvents(RunEvents):
 
     def tick(self, progress: Progress) -> None:
         now = time.monotonic()
-        if self.bar is not None:
-            self.bar.set_postfix_str(self._postfix(progress))
+        if self.pbar is not None:
+            self.pbar.set_postfix_str(self._postfix(progress))
         elif now - self._last >= self.interval:
             self._last = now
             self._print(progress.line())
 
     def finished(self, report: RunReport, progress: Progress) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        if self.pbar is not None:
+            self.pbar.close()
         self._print(progress.line())
 
     def _print(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.write(text, file=self.stream)
+        if self.pbar is not None:
+            self.pbar.write(text, file=self.stream)
         else:
-            print(text, file=self.stream, flush=True)
+            echo(text, file=self.stream, flush=True)
 
 
 def _ask(question: str) -> bool:
-    print(question, end=' ', flush=True)
+    echo(question, end=' ', flush=True)
     try:
         answer = input()
     except EOFError:
-        print()
+        echo()
         raise MigrationError('no answer on standard input: use --yes to run without asking')
     return answer.strip() == 'yes'
 
@@ -221,19 +229,19 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             plan = run.dry_run()
             for item in plan:
                 if 'error' in item:
-                    print('[dry run] %s -> %s: ERROR %s' % (item['source_table'], item['target_table'], item['error']))
+                    echo('[dry run] %s -> %s: ERROR %s' % (item['source_table'], item['target_table'], item['error']))
                 elif item.get('already_copied'):
-                    print('[dry run] %s -> %s: already copied (ledger), would mark migrated'
-                          % (item['source_table'], item['target_table']))
+                    echo('[dry run] %s -> %s: already copied (ledger), would mark migrated'
+                         % (item['source_table'], item['target_table']))
                 else:
-                    print('[dry run] %s | %s' % (item['copy_out'], item['copy_in']))
-            print('[dry run] %d tables would be copied; nothing was changed' % len(plan))
+                    echo('[dry run] %s | %s' % (item['copy_out'], item['copy_in']))
+            echo('[dry run] %d tables would be copied; nothing was changed' % len(plan))
             return EXIT_FAILED if any('error' in i for i in plan) else EXIT_OK
         if not rows:
-            print('Nothing to migrate: no table matches the selection.')
+            echo('Nothing to migrate: no table matches the selection.')
             return EXIT_OK
         if not args.yes and not _ask('Preparing to migrate %d tables. [yes / no]' % len(rows)):
-            print('Aborted.')
+            echo('Aborted.')
             return EXIT_FAILED
         confirm = None
         if args.confirm:
@@ -243,18 +251,18 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     finally:
         run.close()
     if args.json:
-        print(json.dumps({'selected': report.selected, 'copied': report.count('copied'),
-                          'already_copied': report.count('already_copied'),
-                          'errored': report.failed, 'stopped_early': report.stopped_early,
-                          'elapsed_s': round(report.elapsed_s, 3),
-                          'tables': [r.as_dict() for r in report.results]}, indent=2))
+        echo(json.dumps({'selected': report.selected, 'copied': report.count('copied'),
+                         'already_copied': report.count('already_copied'),
+                         'errored': report.failed, 'stopped_early': report.stopped_early,
+                         'elapsed_s': round(report.elapsed_s, 3),
+                         'tables': [r.as_dict() for r in report.results]}, indent=2))
     else:
-        print('Done in %s: %d copied, %d already copied, %d errored%s.' % (
+        echo('Done in %s: %d copied, %d already copied, %d errored%s.' % (
             fmt_duration(report.elapsed_s), report.count('copied'), report.count('already_copied'),
             report.failed, ', stopped after the first error' if report.stopped_early else ''))
         if report.failed:
-            print('Errors are recorded in the manifest; see `migrate_tables status %s list -E`.'
-                  % args.db_path)
+            echo('Errors are recorded in the manifest; see `migrate_tables status %s list -E`.'
+                 % args.db_path)
     return report.exit_code
 
 
@@ -267,19 +275,19 @@ def cmd_recopy(args: argparse.Namespace, options: RunOptions) -> int:
         if args.dry_run:
             for item in run.dry_run():
                 if 'error' in item:
-                    print('[dry run] %s -> %s: ERROR %s' % (item['source_table'],
-                                                           item['target_table'], item['error']))
+                    echo('[dry run] %s -> %s: ERROR %s' % (
+                        item['source_table'], item['target_table'], item['error']))
                 else:
-                    print('[dry run] BEGIN; %s; %s | %s; COMMIT' % (
+                    echo('[dry run] BEGIN; %s; %s | %s; COMMIT' % (
                         item['delete'], item['copy_out'], item['copy_in']))
-            print('[dry run] %d tables would be re-copied; nothing was changed' % len(items))
+            echo('[dry run] %d tables would be re-copied; nothing was changed' % len(items))
             return EXIT_OK
         if not items:
-            print('Nothing to re-copy: every migrated table matches the source.')
+            echo('Nothing to re-copy: every migrated table matches the source.')
             return EXIT_OK
         if not args.yes and not _ask('Preparing to re-copy %d tables, replacing their rows on '
                                      'the target. [yes / no]' % len(items)):
-            print('Aborted.')
+            echo('Aborted.')
             return EXIT_FAILED
         confirm = None
         if args.confirm:
@@ -290,16 +298,16 @@ def cmd_recopy(args: argparse.Namespace, options: RunOptions) -> int:
         run.close()
     for result in report.results:
         if result.status == 'errored':
-            print('ERROR %s -> %s: %s' % (result.source_table, result.target_table, result.error))
+            echo('ERROR %s -> %s: %s' % (result.source_table, result.target_table, result.error))
         elif result.status == 'copied':
-            print('re-copied %s -> %s: %s rows' % (result.source_table, result.target_table,
-                                                  result.rows))
+            echo('re-copied %s -> %s: %s rows' % (
+                result.source_table, result.target_table, result.rows))
     if args.json:
-        print(json.dumps({'selected': report.selected, 'recopied': report.count('copied'),
-                          'errored': report.failed, 'stopped_early': report.stopped_early,
-                          'elapsed_s': round(report.elapsed_s, 3),
-                          'tables': [r.as_dict() for r in report.results]}, indent=2))
-    print('Done in %s: %d re-copied, %d errored%s.' % (
+        echo(json.dumps({'selected': report.selected, 'recopied': report.count('copied'),
+                         'errored': report.failed, 'stopped_early': report.stopped_early,
+                         'elapsed_s': round(report.elapsed_s, 3),
+                         'tables': [r.as_dict() for r in report.results]}, indent=2))
+    echo('Done in %s: %d re-copied, %d errored%s.' % (
         fmt_duration(report.elapsed_s), report.count('copied'), report.failed,
         ', stopped after the first error' if report.stopped_early else ''))
     return report.exit_code
@@ -312,7 +320,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         rows = select_for_status(manifest.rows(), start, end, args.migrated, args.errored)
     if args.action == 'stats':
         data = status_report.stats(rows)
-        print(json.dumps(data, indent=2) if args.json else status_report.format_stats(data))
+        echo(json.dumps(data, indent=2) if args.json else status_report.format_stats(data))
         return EXIT_OK
     sizes = None
     if args.source_db or args.source_host:
@@ -328,9 +336,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             if sizes is not None:
                 item['source_rows'] = sizes.get(r.source_table, (0, 0))[0]
             out.append(item)
-        print(json.dumps(out, indent=2))
+        echo(json.dumps(out, indent=2))
     else:
-        print(status_report.format_table(*status_report.list_rows(rows, sizes)))
+        echo(status_report.format_table(*status_report.list_rows(rows, sizes)))
     return EXIT_OK
 
 
@@ -341,14 +349,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             return cmd_migrate(args)
         return cmd_status(args)
     except MigrationError as exc:
-        print('migrate_tables: error: %s' % exc, file=sys.stderr)
+        echo('migrate_tables: error: %s' % exc, file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print('migrate_tables: interrupted; tables in flight were rolled back', file=sys.stderr)
+        echo('migrate_tables: interrupted; tables in flight were rolled back', file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
-
-
-if __name__ == '__main__':
-    sys.exit(main())

@@ -45,7 +45,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.selection imp
 from ansible_collections.icds.citus_migration.plugins.module_utils.source_stats import (
     table_estimates)
 from ansible_collections.icds.citus_migration.plugins.module_utils.table_copy import (
-    ByteCounter, CopyFailed, CopyTask, copy_statements, diagnose, partitioned_tables, plan_split,
+    ByteCounter, CopyTask, copy_statements, diagnose, partitioned_tables, plan_split,
     resolve, copy_table, source_blocks, split_ranges)
 
 MAX_PARALLEL = 64
@@ -409,7 +409,8 @@ class MigrationRun:
             src.close()
 
     def run(self, confirm: Optional[Callable[[ManifestRow], bool]] = None) -> RunReport:
-        assert self.manifest is not None, 'prepare() first'
+        if self.manifest is None:
+            raise RuntimeError('MigrationRun.run() before prepare()')
         opts = self.options
         progress = Progress(self.estimates)
         report = RunReport(selected=len(self.rows))
@@ -470,7 +471,7 @@ class MigrationRun:
                     continue
                 if not in_flight:
                     break
-                done, _ = wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
+                done, dummy = wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
                 for fut in done:
                     job, worker = in_flight.pop(fut)
                     free.append(worker)
@@ -482,7 +483,7 @@ class MigrationRun:
                         finished.append(job.group)
                         if job.group.error is not None and opts.stop_on_error:
                             stopping_after = True
-                progress.inflight_bytes = sum(w.counter.value for _, w in in_flight.values())
+                progress.inflight_bytes = sum(w.counter.value for dummy, w in in_flight.values())
                 self.events.tick(progress)
             # groups left incomplete (stopped after an error elsewhere or in one of their parts)
             for group in groups.values():

@@ -122,9 +122,11 @@ options:
     default: true
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Returns the tables that would be copied and the statements; writes nothing, not even the ledger.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 notes:
   - The top-level connection options are the target (the Citus coordinator); O(source) is the source.
@@ -184,7 +186,9 @@ copied:
   type: int
   sample: 220
 already_copied:
-  description: Tables the target ledger shows as copied earlier (for example by a run that crashed before updating the manifest); marked migrated without copying.
+  description:
+    - Tables the target ledger shows as copied earlier (for example by a run that crashed before
+      updating the manifest); marked migrated without copying.
   returned: always
   type: int
   sample: 2
