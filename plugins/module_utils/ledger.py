@@ -22,7 +22,10 @@ __metaclass__ = type
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-from psycopg2 import sql
+try:
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - modules report the missing library
+    sql = None
 
 from ansible_collections.icds.citus_migration.plugins.module_utils.errors import MigrationError
 
@@ -40,11 +43,11 @@ class LedgerEntry:
     runner: Optional[str]
 
 
-def _table(schema: str) -> sql.Composed:
+def _table(schema: str) -> 'sql.Composed':
     return sql.SQL('{}.{}').format(sql.Identifier(schema), sql.Identifier('copy_ledger'))
 
 
-def _plan_table(schema: str) -> sql.Composed:
+def _plan_table(schema: str) -> 'sql.Composed':
     return sql.SQL('{}.{}').format(sql.Identifier(schema), sql.Identifier('copy_split_plan'))
 
 

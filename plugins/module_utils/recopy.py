@@ -24,7 +24,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
 
-from psycopg2 import sql
+try:
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - modules report the missing library
+    sql = None
 
 from ansible_collections.icds.citus_migration.plugins.module_utils import compare, ledger
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy_columns import (
@@ -53,7 +56,7 @@ class RecopyItem:
     only: bool = True  # DELETE FROM ONLY
     error: Optional[str] = None
 
-    def delete_statement(self, target_schema: str) -> sql.Composed:
+    def delete_statement(self, target_schema: str) -> 'sql.Composed':
         # the predicate is a CHECK expression from the source catalog (columns only), as in
         # compare: it cannot carry a name from the manifest
         return sql.SQL('DELETE FROM {}{}.{}{}').format(
@@ -263,7 +266,8 @@ class RecopyRun:
             tgt.close()
 
     def run(self, confirm: Optional[Callable[[ManifestRow], bool]] = None) -> RunReport:
-        assert self.manifest is not None, 'prepare() first'
+        if self.manifest is None:
+            raise RuntimeError('run() before prepare()')
         report = RunReport(selected=len(self.items))
         error_log = (default_error_log(self.manifest_path) if self.options.error_log is None
                      else self.options.error_log)

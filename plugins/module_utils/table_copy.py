@@ -26,7 +26,10 @@ from dataclasses import dataclass
 import re
 from typing import List, Optional, Tuple
 
-from psycopg2 import sql
+try:
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - modules report the missing library
+    sql = None
 
 from ansible_collections.icds.citus_migration.plugins.module_utils import ledger
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy_columns import (
