@@ -16,6 +16,8 @@ RUNNERS = 4
 
 
 def _summary(out: str) -> dict:
+    if 'Nothing to migrate' in out:  # started after the others had copied everything
+        return {'copied': 0}
     return json.loads(out[out.index('{'):])
 
 
