@@ -46,7 +46,7 @@ INSTALL_STAMP := $(BUILD_DIR)/.installed.stamp
 COLLECTION_INPUTS := $(ROOT)/galaxy.yml $(ROOT)/README.md \
 	$(shell cd $(ROOT) && find plugins roles playbooks meta -not -name '*.pyc' -not -path '*/__pycache__*' 2>/dev/null | sed 's|^|$(ROOT)/|')
 
-.PHONY: help deps venv install test pytest sanity lint molecule demo demo-clean bench clean
+.PHONY: help deps venv install test pytest sanity lint molecule demo demo-clean bench faults clean
 
 help:
 	@sed -n '1,/^$$/p' $(ROOT)/Makefile | sed 's/^# \{0,1\}//'
@@ -120,9 +120,19 @@ demo-clean: venv
 	@cd $(ROOT); if [ -f scripts/demo.py ]; then $(PY) scripts/demo.py clean; else rm -rf .demo; fi
 
 ## bench: benchmarks/run.py, if present.
-bench: venv install
-	@if [ -f $(ROOT)/benchmarks/run.py ]; then cd $(ROOT) && $(PY) benchmarks/run.py; \
-	else echo "bench: benchmarks/run.py does not exist yet: no benchmarks to run"; fi
+# Installs the bench-only requirements (matplotlib, py-spy) and Debian's pgcopydb first.
+# BENCH_ARGS="--runs 1 --size-mb 150" for a quicker run; see benchmarks/README.md.
+bench: deps venv install
+	@cd $(ROOT) && $(PY) -m pip install -q --disable-pip-version-check -r benchmarks/requirements.txt
+	@command -v pgcopydb >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q pgcopydb >/dev/null; } \
+		|| echo "bench: pgcopydb is not installed (apt-get install pgcopydb): its row will be skipped"
+	@cd $(ROOT) && $(PY) benchmarks/run.py $(BENCH_ARGS)
+
+## faults: the full fault-injection suite (24 seeded SIGKILLs, server restarts and outages,
+## statement_timeout, a full tablespace, 4 concurrent runners); `make test` runs FAULT_RUNS=5.
+## Each run's seed and result go to tests/faults/results/faults.jsonl.
+faults: deps venv install
+	@cd $(ROOT) && FAULT_RUNS=$${FAULT_RUNS:-24} $(PY) -m pytest -n 0 tests/faults
 
 ## clean: build/test outputs (keeps .venv and the npm install; `make clean-all` removes them).
 clean:
