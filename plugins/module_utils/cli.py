@@ -239,6 +239,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             return EXIT_FAILED if any('error' in i for i in plan) else EXIT_OK
         if not rows:
             echo('Nothing to migrate: no table matches the selection.')
+            if args.json:
+                echo(json.dumps({'selected': 0, 'copied': 0, 'already_copied': 0, 'errored': 0,
+                                 'stopped_early': False, 'elapsed_s': 0.0, 'tables': []}, indent=2))
             return EXIT_OK
         if not args.yes and not _ask('Preparing to migrate %d tables. [yes / no]' % len(rows)):
             echo('Aborted.')
