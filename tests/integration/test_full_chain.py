@@ -1,0 +1,81 @@
+"""The migration steps chained on the synthetic ICDS dataset, each module run for real:
+bootstrap -> child tables -> manifest -> copy, then every table compared row for row.
+Every module run twice: the second run changes nothing."""
+
+import os
+
+import psycopg2
+import pytest
+
+from ansible_collections.icds.citus_migration.plugins.module_utils.synthetic_dataset import create_dataset
+from tests.module_runner import ROOT, run_module
+
+UCR_FOLDER = os.path.join(ROOT, 'tests', 'fixtures', 'ucr_data_sources')
+
+
+def _conn(server, db):
+    return dict(login_host='127.0.0.1', login_port=server.port, login_user='postgres',
+                login_db=db, ssl_mode='disable')
+
+
+def _target_args(pair, **extra):
+    args = _conn(pair.target_server, pair.target_db)
+    args['source'] = _conn(pair.source_server, pair.source_db)
+    args.update(extra)
+    return args
+
+
+def _load(pair):
+    conn = psycopg2.connect(host='127.0.0.1', port=pair.source_server.port, user='postgres',
+                            dbname=pair.source_db)
+    try:
+        create_dataset(conn, months=2, scale=15, ucr_folder=UCR_FOLDER)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def _twice(name, args):
+    first = run_module(name, args)
+    assert not first.get('failed'), first
+    second = run_module(name, args)
+    assert not second.get('failed'), second
+    assert second['changed'] is False, (name, second)
+    return first
+
+
+def _chain(pair, tmp_path):
+    _load(pair)
+    manifest = str(tmp_path / 'icds.db')
+    boot = _twice('citus_bootstrap', _target_args(pair, ucr_folder=UCR_FOLDER))
+    assert boot['changed'] is True
+    _twice('citus_child_tables', _target_args(pair, ucr_folder=UCR_FOLDER))
+    gen_args = _conn(pair.source_server, pair.source_db)
+    gen_args.update(path=manifest, ucr_folder=UCR_FOLDER)
+    gen = _twice('migration_manifest', gen_args)
+    assert gen['added_count'] > 50 and not gen['unclassified']
+    copy = _twice('migrate_tables', _target_args(pair, path=manifest, parallel=2))
+    assert copy['copied'] == gen['added_count'] and copy['errored'] == 0
+    compare = run_module('compare_tables', _target_args(pair, path=manifest, checksums=True,
+                                                        fail_on_drift=True))
+    assert not compare.get('failed'), compare
+    assert compare['drift_count'] == 0 and compare['matched_count'] == gen['added_count']
+    return boot
+
+
+def test_chain_on_plain_postgresql(dbs, tmp_path):
+    boot = _chain(dbs, tmp_path)
+    assert boot['skipped_distribution']
+
+
+@pytest.mark.citus
+def test_chain_on_citus(citus_dbs, tmp_path):
+    _chain(citus_dbs, tmp_path)
+    placed = dict(line.split('|') for line in citus_dbs.tgt_sql(
+        "SELECT logicalrelid::text, partmethod::text || coalesce(':' || column_to_column_name(logicalrelid, partkey), '') "
+        "FROM pg_dist_partition").split())
+    assert placed['child_health_monthly'] == 'h:supervisor_id'
+    assert placed['awc_location'] == 'n' and placed['icds_months'] == 'n'
+    assert not any(name.startswith('agg_awc') for name in placed)
+    ucr = [name for name in placed if name.startswith('"ucr_icds-cas_static-child_health_cases')]
+    assert ucr and all(placed[name] == 'h:supervisor_id' for name in ucr)
