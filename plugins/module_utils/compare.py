@@ -58,7 +58,7 @@ TEXT_SETTINGS = (('TimeZone', 'UTC'), ('DateStyle', 'ISO, MDY'), ('IntervalStyle
                  ('extra_float_digits', '1'), ('bytea_output', 'hex'))
 
 # A child's own validated CHECK constraints and, for a partition, its partition constraint.
-_SLICE_EXPRESSIONS_SQL = """
+SLICE_EXPRESSIONS_SQL = """
 SELECT c.relname, pg_get_expr(con.conbin, con.conrelid), 1, con.conname::text
 FROM pg_catalog.pg_constraint con
 JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
@@ -360,7 +360,7 @@ def compare_manifest(src_conn, tgt_conn, rows: Sequence[ManifestRow], checksums:
             _Side(tgt_conn, schema_target, 'target', checksums) as tgt:
         exprs: Dict[str, List[str]] = {}
         if children:
-            for rel, expr, _kind, _name in src.fetch(_SLICE_EXPRESSIONS_SQL, {
+            for rel, expr, _kind, _name in src.fetch(SLICE_EXPRESSIONS_SQL, {
                     'schema': schema_source, 'names': children}):
                 if expr:
                     exprs.setdefault(rel, []).append(expr)

@@ -190,3 +190,11 @@ def record_split_plan(cur, schema: str, source_id: str, source_table: str,
     cur.execute(sql.SQL('INSERT INTO {} (source_id, source_table, parts, runner) '
                         'VALUES (%s, %s, %s, %s)').format(_plan_table(schema)),
                 (source_id, source_table, list(parts), runner))
+
+
+def forget_table(cur, schema: str, source_id: str, source_table: str) -> None:
+    """Remove every ledger row (all parts) and the split plan of a table, before a re-copy."""
+    cur.execute(sql.SQL('DELETE FROM {} WHERE source_id = %s AND source_table = %s')
+                .format(_table(schema)), (source_id, source_table))
+    cur.execute(sql.SQL('DELETE FROM {} WHERE source_id = %s AND source_table = %s')
+                .format(_plan_table(schema)), (source_id, source_table))

@@ -43,7 +43,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.manifest impo
 from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import (
     ConnParams, connect)
 from ansible_collections.icds.citus_migration.plugins.module_utils.table_copy import (
-    ByteCounter, CopyFailed, CopyTask, _stream, copy_statements, diagnose, resolve)
+    ByteCounter, CopyFailed, CopyTask, copy_statements, diagnose, resolve, stream_copy)
 
 
 @dataclass
@@ -85,7 +85,7 @@ def slice_predicates(src_conn, schema: str, children: Sequence[str]) -> Dict[str
     exprs: Dict[str, List[str]] = {}
     if children:
         with src_conn.cursor() as cur:
-            cur.execute(compare._SLICE_EXPRESSIONS_SQL, {'schema': schema, 'names': list(children)})
+            cur.execute(compare.SLICE_EXPRESSIONS_SQL, {'schema': schema, 'names': list(children)})
             for rel, expr, _kind, _name in cur.fetchall():
                 if expr:
                     exprs.setdefault(rel, []).append(expr)
@@ -149,14 +149,11 @@ def recopy_one(src_conn, tgt_conn, item: RecopyItem, options: RunOptions, source
         tcur.execute('SET LOCAL synchronous_commit TO on')
         ledger.try_lock(tcur, source_id, row.source_table, '', wait=True)
         tcur.execute(item.delete_statement(options.target_schema))
-        tcur.execute(sql.SQL('DELETE FROM {} WHERE source_id = %s AND source_table = %s')
-                     .format(ledger._table(schema)), (source_id, row.source_table))
-        tcur.execute(sql.SQL('DELETE FROM {} WHERE source_id = %s AND source_table = %s')
-                     .format(ledger._plan_table(schema)), (source_id, row.source_table))
+        ledger.forget_table(tcur, schema, source_id, row.source_table)
         if mapping.source_partitioned:
             src_rows = tgt_rows = 0
         else:
-            src_rows, tgt_rows = _stream(src_conn, tcur, copy_out, copy_in, counter)
+            src_rows, tgt_rows = stream_copy(src_conn, tcur, copy_out, copy_in, counter)
         if src_rows is not None and tgt_rows is not None and src_rows != tgt_rows:
             raise CopyFailed('row count mismatch: source sent %d rows, target received %d'
                              % (src_rows, tgt_rows))

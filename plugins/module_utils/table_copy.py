@@ -239,7 +239,7 @@ def copy_table(src_conn, tgt_conn, task: CopyTask, source_id: str, runner: str,
         if mapping.source_partitioned:
             src_rows = tgt_rows = 0  # its partitions are copied as rows of their own
         else:
-            src_rows, tgt_rows = _stream(src_conn, tcur, copy_out, copy_in, counter)
+            src_rows, tgt_rows = stream_copy(src_conn, tcur, copy_out, copy_in, counter)
         if src_rows is not None and tgt_rows is not None and src_rows != tgt_rows:
             raise CopyFailed('row count mismatch: source sent %d rows, target received %d'
                              % (src_rows, tgt_rows))
@@ -267,7 +267,7 @@ def _rollback_quietly(conn) -> None:
         pass
 
 
-def _stream(src_conn, tcur, copy_out, copy_in, counter: ByteCounter):
+def stream_copy(src_conn, tcur, copy_out, copy_in, counter: ByteCounter):
     """Run both COPYs concurrently through a pipe; returns (source rows, target rows)."""
     read_fd, write_fd = os.pipe()
     try:
