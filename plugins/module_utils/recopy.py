@@ -43,7 +43,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.manifest impo
 from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import (
     ConnParams, connect)
 from ansible_collections.icds.citus_migration.plugins.module_utils.table_copy import (
-    ByteCounter, CopyFailed, CopyTask, copy_statements, diagnose, resolve, stream_copy)
+    ByteCounter, CopyFailed, CopyTask, abort_target, copy_statements, resolve, stream_copy)
 
 
 @dataclass
@@ -162,14 +162,9 @@ def recopy_one(src_conn, tgt_conn, item: RecopyItem, options: RunOptions, source
                       counter.value, runner)
         tgt_conn.commit()
     except BaseException as exc:
-        try:
-            if not tgt_conn.closed:
-                tgt_conn.rollback()
-        except Exception:
-            pass
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        failed = abort_target(tgt_conn, exc)
+        if not isinstance(failed, CopyFailed):
             raise
-        failed = diagnose(exc, 'target')
         if failed.sqlstate == '42501' and failed.side == 'target':
             failed.args = (str(failed).replace('(the target role needs INSERT on it)',
                                                '(re-copying needs DELETE, SELECT and INSERT on it)'),)

@@ -249,14 +249,19 @@ def copy_table(src_conn, tgt_conn, task: CopyTask, source_id: str, runner: str,
         _fault('before_target_commit')
         tgt_conn.commit()
     except BaseException as exc:
-        _rollback_quietly(tgt_conn)
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            raise
-        raise diagnose(exc, 'target')
+        raise abort_target(tgt_conn, exc)
     finally:
         tcur.close()
     _fault('after_target_commit')
     return CopyOutcome('copied', rows, counter.value, time.monotonic() - started, mapping.binary)
+
+
+def abort_target(tgt_conn, exc: BaseException) -> BaseException:
+    """Roll the target transaction back; the exception to raise (interrupts unchanged)."""
+    _rollback_quietly(tgt_conn)
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        return exc
+    return diagnose(exc, 'target')
 
 
 def _rollback_quietly(conn) -> None:
@@ -361,9 +366,6 @@ def plan_split(src_conn, tgt_conn, task: CopyTask, source_id: str, runner: str, 
         tgt_conn.commit()
         return ranges
     except BaseException as exc:
-        _rollback_quietly(tgt_conn)
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            raise
-        raise diagnose(exc, 'target')
+        raise abort_target(tgt_conn, exc)
     finally:
         tcur.close()
