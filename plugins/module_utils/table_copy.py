@@ -306,13 +306,17 @@ def stream_copy(src_conn, tcur, copy_out, copy_in, counter: ByteCounter):
         target_error = exc
     finally:
         reader.close()  # unblocks the producer (EPIPE) if the target stopped early
+    cancelled = False
     if target_error is not None and thread.is_alive():
         try:
             src_conn.cancel()
+            cancelled = True
         except Exception:
             pass
     thread.join()
-    if 'error' in outcome and not isinstance(outcome['error'], BrokenPipeError):
+    # A source error caused by our own cancel or by the closed pipe is a consequence of the
+    # target's failure; any other source error is the root cause (the target then saw EOF).
+    if 'error' in outcome and not cancelled and not isinstance(outcome['error'], BrokenPipeError):
         raise diagnose(outcome['error'], 'source')
     if target_error is not None:
         raise diagnose(target_error, 'target')
