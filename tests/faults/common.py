@@ -195,6 +195,53 @@ def check_final(world: FaultWorld, pair: DbPair) -> None:
         assert sorted(parts) == sorted(expected), (table, parts)
 
 
+# -- keeping the copy of BIG in progress while a fault is injected -----------------------------
+
+THROTTLE_SCHEMA = 'fault_throttle'
+THROTTLE_PAUSE_S = 0.01   # one short sleep ...
+THROTTLE_EVERY = 500      # ... every this many rows at most (so <= 50,000 rows/s) ...
+THROTTLE_SLEEPS = 600     # ... and at least this many sleeps over BIG (so >= 6 s)
+
+
+def throttle_big(pair: DbPair) -> None:
+    """Make the copy of BIG into this pair's target take at least 6 s, at no more than
+    50,000 rows/s (an 8MB part of it, as the split tests copy, still takes over 1 s).
+
+    Unthrottled, an idle machine copies BIG in well under a second, so a fault injected
+    "while BIG is being copied" may land after the copy ended. A BEFORE INSERT row trigger
+    on the target BIG (COPY FROM fires it, text and binary alike; the engine does not touch
+    session_replication_role) sleeps every few hundred rows and returns the row unchanged,
+    so the data stays identical. The source COPY stays active too: the pipe and the socket
+    to the target back up. The pause is read from a table at each sleep, so
+    ``release_throttle`` speeds up a copy already in flight; calling this again re-arms it;
+    ``unthrottle`` removes it all. Needs no runner on the target (they lock BIG)."""
+    every = max(1, min(THROTTLE_EVERY, BIG_ROWS // THROTTLE_SLEEPS))
+    pause = THROTTLE_PAUSE_S
+    pair.tgt_sql(
+        'CREATE SCHEMA IF NOT EXISTS {s};'
+        'CREATE TABLE IF NOT EXISTS {s}.settings (pause float8 NOT NULL);'
+        'DELETE FROM {s}.settings;'
+        'INSERT INTO {s}.settings VALUES ({p:.4f});'
+        'CREATE OR REPLACE FUNCTION {s}.sleep_a_little() RETURNS trigger LANGUAGE plpgsql AS '
+        '$$BEGIN PERFORM pg_sleep(pause) FROM {s}.settings; RETURN NEW; END$$;'
+        'CREATE OR REPLACE TRIGGER fault_throttle BEFORE INSERT ON {t} FOR EACH ROW '
+        'WHEN (NEW.id % {n} = 0) EXECUTE FUNCTION {s}.sleep_a_little()'
+        .format(s=THROTTLE_SCHEMA, p=pause, t=qident(BIG), n=every))
+
+
+def release_throttle(pair: DbPair) -> None:
+    """No more sleeping, from the next row on, even in a copy in flight. Once the fault has
+    landed, the target then drains what is still buffered towards it (several MB over a
+    local TCP socket) at full speed instead of at the throttled rate."""
+    pair.tgt_sql('UPDATE %s.settings SET pause = 0' % THROTTLE_SCHEMA)
+
+
+def unthrottle(pair: DbPair) -> None:
+    """Remove ``throttle_big`` (trigger, function, settings): re-runs copy BIG at full
+    speed, with COPY's multi-row inserts (any row trigger turns those off)."""
+    pair.tgt_sql('DROP SCHEMA IF EXISTS %s CASCADE' % THROTTLE_SCHEMA)
+
+
 # -- waiting for a moment during a copy --------------------------------------------------------
 
 def wait_for_target_copy(pair: DbPair, proc, table: str = BIG, timeout: float = 60.0) -> None:

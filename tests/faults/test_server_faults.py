@@ -13,8 +13,8 @@ import time
 import pytest
 
 from tests.faults.common import (
-    BIG, check_final, check_truthful, manifest_state, query, recorded, wait_for_backends_gone,
-    wait_for_target_copy)
+    BIG, check_final, check_truthful, manifest_state, query, recorded, release_throttle,
+    throttle_big, unthrottle, wait_for_backends_gone, wait_for_target_copy)
 from tests.fixtures.pg_cluster import SUPERUSER
 from tests.integration.copy_helpers import cli_conn_args, run_cli
 
@@ -51,11 +51,13 @@ def test_server_restart_mid_copy(world, pair, side, mode):
     server = world.target_server if side == 'target' else world.source_server
     with recorded('test_server_restart_mid_copy', None, '%s restart (%s)' % (side, mode),
                   side=side, mode=mode) as entry:
+        throttle_big(pair)  # BIG takes >= 6 s: the restart lands mid-copy, idle machine or not
         proc = _start(pair, '--parallel', '2')
         wait_for_target_copy(pair, proc)
         time.sleep(0.3)
         server.restart(mode)
         server.wait_ready()
+        release_throttle(pair)  # the fault has landed: let the target drain its input quickly
         out, err = proc.communicate(timeout=300)
         entry['first_rc'] = proc.returncode
         _no_traceback(err)
@@ -66,6 +68,7 @@ def test_server_restart_mid_copy(world, pair, side, mode):
         assert message.startswith(side + ':') or 'cannot connect' in message, message
         wait_for_backends_gone(pair)
         entry.update(check_truthful(world, pair))
+        unthrottle(pair)
         _rerun(pair, '--parallel', '2')
         check_final(world, pair)
 
@@ -75,6 +78,7 @@ def test_target_gone_for_a_while(world, pair):
     """The target disappears mid-copy (a network cut) and comes back 3 s later: the tables
     in flight and every table started meanwhile fail cleanly; a re-run finishes the job."""
     with recorded('test_target_gone_for_a_while', None, 'target down 3s') as entry:
+        throttle_big(pair)  # BIG takes >= 6 s: the target goes away mid-copy
         proc = _start(pair, '--parallel', '2', '--no-stop-on-error')
         wait_for_target_copy(pair, proc)
         world.target_server.stop('immediate')
@@ -90,6 +94,7 @@ def test_target_gone_for_a_while(world, pair):
         assert BIG in errored
         wait_for_backends_gone(pair)
         entry.update(check_truthful(world, pair))
+        unthrottle(pair)
         _rerun(pair, '--parallel', '2')
         check_final(world, pair)
 

@@ -14,7 +14,8 @@ import time
 import pytest
 
 from tests.faults.common import (
-    check_final, check_truthful, recorded, wait_for_backends_gone, wait_for_target_copy)
+    BIG, check_final, check_truthful, complete_in_ledger, ledger_state, recorded,
+    release_throttle, throttle_big, unthrottle, wait_for_backends_gone, wait_for_target_copy)
 from tests.faults.conftest import FAULT_RUNS, FAULT_SEED_BASE
 from tests.integration.copy_helpers import cli_conn_args, run_cli
 
@@ -55,9 +56,14 @@ def test_sigkill_at_a_random_moment(world, pair, seed):
                   split_threshold=split, how=how, delay_s=delay, kill_rerun=kill_rerun,
                   rerun_delay_s=rerun_delay) as entry:
         if how == 'timer':
+            # BIG takes >= 6 s to copy (target-side throttle): the kill, at most 0.8 s after
+            # its COPY started, always lands while it is in progress, idle machine or not
+            throttle_big(pair)
             proc = _start(pair, extra)
             wait_for_target_copy(pair, proc)
             entry['killed'] = _kill_after(proc, delay)
+            assert entry['killed'], 'the run ended before the kill, %.3f s into the copy' % delay
+            release_throttle(pair)  # the target backend drains what was sent at full speed
         else:  # the engine kills itself at that point of the first table to get there
             proc = _start(pair, extra, env={'ICDS_MIGRATION_FAULT': how})
             proc.communicate(timeout=300)
@@ -67,11 +73,18 @@ def test_sigkill_at_a_random_moment(world, pair, seed):
         entry.update(check_truthful(world, pair))
         rcs = []
         if kill_rerun:
+            # throttled too: while BIG (or a part of it) is left, the re-run is still copying
+            # it when the kill comes, at most 1 s after the re-run started
+            big_left = not complete_in_ledger(BIG, *ledger_state(pair))
+            throttle_big(pair)
             proc = _start(pair, extra + ['--retry-errors'])
             entry['rerun_killed'] = _kill_after(proc, rerun_delay)
+            release_throttle(pair)
             rcs.append(proc.returncode)
+            assert entry['rerun_killed'] or not big_left, 'the re-run ended before the kill'
             wait_for_backends_gone(pair)
             check_truthful(world, pair)
+        unthrottle(pair)
         res = run_cli(['migrate', '--yes', '--retry-errors'] + extra + cli_conn_args(pair)
                       + [pair.manifest], timeout=300)
         rcs.append(res.returncode)
