@@ -38,7 +38,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.errors import
 from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import (
     Manifest, ManifestRow, utc_now)
 from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import (
-    ConnParams, connect)
+    ConnParams, connect, connection_pair)
 from ansible_collections.icds.citus_migration.plugins.module_utils.progress import Progress
 from ansible_collections.icds.citus_migration.plugins.module_utils.selection import (
     parse_month_start, select_for_copy)
@@ -259,28 +259,21 @@ class MigrationRun:
         self.rows = select_for_copy(self.manifest.rows(), self.options.start_date,
                                     self.options.end_date, self.options.table,
                                     self.options.retry_errors)
-        src = connect(self.source, 'source')
-        try:
-            tgt = connect(self.target, 'target')
-            try:
-                self.source_id = self.options.source_id or source_identity(src, self.source)
-                est = table_estimates(src, [r.source_table for r in self.rows],
-                                      self.options.source_schema)
-                self.estimates = {r.id: est.get(r.source_table, (0, 0)) for r in self.rows}
-                self.problems = self._check_mappings(src, tgt)
-                if self.problems and self.options.stop_on_error and not readonly:
-                    shown = list(self.problems.values())[:5]
-                    more = len(self.problems) - len(shown)
-                    raise TableMappingError(
-                        '%d of %d selected tables cannot be copied, nothing was copied: %s%s' % (
-                            len(self.problems), len(self.rows), '; '.join(shown),
-                            ' (and %d more)' % more if more else ''))
-                if not readonly and self.rows:
-                    ledger.ensure_ledger(tgt, self.options.ledger_schema)
-            finally:
-                tgt.close()
-        finally:
-            src.close()
+        with connection_pair(self.source, self.target) as (src, tgt):
+            self.source_id = self.options.source_id or source_identity(src, self.source)
+            est = table_estimates(src, [r.source_table for r in self.rows],
+                                  self.options.source_schema)
+            self.estimates = {r.id: est.get(r.source_table, (0, 0)) for r in self.rows}
+            self.problems = self._check_mappings(src, tgt)
+            if self.problems and self.options.stop_on_error and not readonly:
+                shown = list(self.problems.values())[:5]
+                more = len(self.problems) - len(shown)
+                raise TableMappingError(
+                    '%d of %d selected tables cannot be copied, nothing was copied: %s%s' % (
+                        len(self.problems), len(self.rows), '; '.join(shown),
+                        ' (and %d more)' % more if more else ''))
+            if not readonly and self.rows:
+                ledger.ensure_ledger(tgt, self.options.ledger_schema)
         return self.rows
 
     def _check_mappings(self, src, tgt) -> Dict[int, str]:
@@ -323,9 +316,7 @@ class MigrationRun:
         there is one, else the plan a run would store now); ``copy_out`` then holds one
         statement per part, one per line."""
         plan = []
-        src = connect(self.source, 'source')
-        tgt = connect(self.target, 'target')
-        try:
+        with connection_pair(self.source, self.target) as (src, tgt):
             with tgt.cursor() as cur:
                 has_ledger = ledger.ledger_exists(cur, self.options.ledger_schema)
                 has_plans = has_ledger and ledger.split_plan_table_exists(
@@ -363,9 +354,6 @@ class MigrationRun:
                 except MigrationError as exc:
                     item['error'] = str(exc)
                 plan.append(item)
-        finally:
-            src.close()
-            tgt.close()
         return plan
 
     # -- the run ---------------------------------------------------------------------
@@ -374,39 +362,25 @@ class MigrationRun:
         opts = self.options
         if not self.rows:
             return
-        src = connect(self.source, 'source')
-        try:
-            tgt = connect(self.target, 'target')
-            try:
-                with tgt.cursor() as cur:
-                    stored = ledger.split_plans(cur, opts.ledger_schema, self.source_id,
-                                                [r.source_table for r in self.rows])
-                tgt.rollback()
-                for row in self.rows:
-                    parts = stored.get(row.source_table)
-                    if parts is None and self.wants_split(row):
-                        parts = plan_split(src, tgt, self.task_for(row), self.source_id,
-                                           self.runner, opts.parts, opts.ledger_schema)
-                    if parts:
-                        groups[row.id].set_parts(parts)
-            finally:
-                tgt.close()
-        finally:
-            src.close()
+        with connection_pair(self.source, self.target) as (src, tgt):
+            with tgt.cursor() as cur:
+                stored = ledger.split_plans(cur, opts.ledger_schema, self.source_id,
+                                            [r.source_table for r in self.rows])
+            tgt.rollback()
+            for row in self.rows:
+                parts = stored.get(row.source_table)
+                if parts is None and self.wants_split(row):
+                    parts = plan_split(src, tgt, self.task_for(row), self.source_id,
+                                       self.runner, opts.parts, opts.ledger_schema)
+                if parts:
+                    groups[row.id].set_parts(parts)
 
     def _adopt_plan(self, group: '_Group') -> List[str]:
         """A whole-table copy found a split plan stored by another runner: use it."""
-        src = connect(self.source, 'source')
-        try:
-            tgt = connect(self.target, 'target')
-            try:
-                return plan_split(src, tgt, self.task_for(group.row), self.source_id,
-                                  self.runner, self.options.parts,
-                                  self.options.ledger_schema) or ['']
-            finally:
-                tgt.close()
-        finally:
-            src.close()
+        with connection_pair(self.source, self.target) as (src, tgt):
+            return plan_split(src, tgt, self.task_for(group.row), self.source_id,
+                              self.runner, self.options.parts,
+                              self.options.ledger_schema) or ['']
 
     def run(self, confirm: Optional[Callable[[ManifestRow], bool]] = None) -> RunReport:
         if self.manifest is None:

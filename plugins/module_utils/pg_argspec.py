@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Argument spec for the shared connection options (mirrors doc_fragments/postgres.py)."""
+"""Argument specs the modules share: the connection options (mirrors doc_fragments/postgres.py),
+the table plan options, and the two put together with a module's own."""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -29,3 +30,25 @@ def postgres_common_argument_spec() -> Dict[str, Any]:
 def source_argument_spec() -> Dict[str, Any]:
     """The ``source`` option: a dict with the same connection keys."""
     return dict(source=dict(type='dict', required=True, options=postgres_common_argument_spec()))
+
+
+def table_plan_argument_spec() -> Dict[str, Any]:
+    """``plan``, ``ucr_folder`` and ``schema``: the table plan options of the DDL and manifest modules."""
+    return dict(
+        plan=dict(type='path'),
+        ucr_folder=dict(type='path'),
+        schema=dict(type='str', default='public'),
+    )
+
+
+def module_argument_spec(options: Dict[str, Any], source: bool = True,
+                         table_plan: bool = False) -> Dict[str, Any]:
+    """The connection options, ``source`` (unless ``source=False``), the table plan options
+    (with ``table_plan=True``), then the module's own ``options``."""
+    argument_spec = postgres_common_argument_spec()
+    if source:
+        argument_spec.update(source_argument_spec())
+    if table_plan:
+        argument_spec.update(table_plan_argument_spec())
+    argument_spec.update(options)
+    return argument_spec

@@ -10,8 +10,9 @@ command line.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 try:
     import psycopg2
@@ -79,6 +80,11 @@ def params_from_module_options(options: Dict[str, Any]) -> ConnParams:
     )
 
 
+def source_target_from_module_options(options: Dict[str, Any]) -> Tuple[ConnParams, ConnParams]:
+    """(source, target) of a module with the ``source`` dict option and top-level target options."""
+    return params_from_module_options(options['source']), params_from_module_options(options)
+
+
 def connect(params: ConnParams, role: str = 'database', autocommit: bool = False):
     """Open a psycopg2 connection; failures become ConnectionFailed naming the endpoint."""
     if not HAS_PSYCOPG2:
@@ -90,3 +96,22 @@ def connect(params: ConnParams, role: str = 'database', autocommit: bool = False
         raise ConnectionFailed('cannot connect to the %s %s: %s' % (role, params.describe(), reason))
     conn.autocommit = autocommit
     return conn
+
+
+@contextmanager
+def connection_pair(source: ConnParams, target: ConnParams,
+                    autocommit: bool = False) -> Iterator[Tuple[Any, Any]]:
+    """Connect to the source, then the target, and yield ``(src, tgt)``; both are closed on exit.
+
+    If the target cannot be reached the source connection is closed before the
+    ConnectionFailed propagates. Closing a connection rolls back its open transaction.
+    """
+    src = connect(source, role='source', autocommit=autocommit)
+    try:
+        tgt = connect(target, role='target', autocommit=autocommit)
+        try:
+            yield src, tgt
+        finally:
+            tgt.close()
+    finally:
+        src.close()

@@ -41,7 +41,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.errors import
 from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import (
     Manifest, ManifestRow, utc_now)
 from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import (
-    ConnParams, connect)
+    ConnParams, connect, connection_pair)
 from ansible_collections.icds.citus_migration.plugins.module_utils.table_copy import (
     ByteCounter, CopyFailed, CopyTask, abort_target, copy_statements, resolve, stream_copy)
 
@@ -201,28 +201,21 @@ class RecopyRun:
         self.manifest = Manifest.open(self.manifest_path, readonly=readonly)
         all_rows = self.manifest.rows()
         rows = select_named(all_rows, self.tables) if self.tables else []
-        src = connect(self.source, 'source')
-        try:
-            tgt = connect(self.target, 'target')
-            try:
-                self.source_id = self.options.source_id or source_identity(src, self.source)
-                if self.drifted:
-                    seen = {r.id for r in rows}
-                    rows += [r for r in drifted_rows(src, tgt, all_rows, self.options)
-                             if r.id not in seen]
-                    rows.sort(key=lambda r: r.id)
-                self.items = plan_recopy(src, tgt, rows, all_rows, self.options) if rows else []
-                problems = [i.error for i in self.items if i.error]
-                if problems and self.options.stop_on_error and not readonly:
-                    raise SelectionError('%d of %d tables cannot be re-copied, nothing was '
-                                         'changed: %s' % (len(problems), len(self.items),
-                                                          '; '.join(problems[:5])))
-                if self.items and not readonly:
-                    ledger.ensure_ledger(tgt, self.options.ledger_schema)
-            finally:
-                tgt.close()
-        finally:
-            src.close()
+        with connection_pair(self.source, self.target) as (src, tgt):
+            self.source_id = self.options.source_id or source_identity(src, self.source)
+            if self.drifted:
+                seen = {r.id for r in rows}
+                rows += [r for r in drifted_rows(src, tgt, all_rows, self.options)
+                         if r.id not in seen]
+                rows.sort(key=lambda r: r.id)
+            self.items = plan_recopy(src, tgt, rows, all_rows, self.options) if rows else []
+            problems = [i.error for i in self.items if i.error]
+            if problems and self.options.stop_on_error and not readonly:
+                raise SelectionError('%d of %d tables cannot be re-copied, nothing was '
+                                     'changed: %s' % (len(problems), len(self.items),
+                                                      '; '.join(problems[:5])))
+            if self.items and not readonly:
+                ledger.ensure_ledger(tgt, self.options.ledger_schema)
         return self.items
 
     def dry_run(self) -> List[Dict[str, object]]:

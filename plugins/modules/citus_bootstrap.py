@@ -128,54 +128,31 @@ citus_version:
   type: str
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
 from ansible_collections.icds.citus_migration.plugins.module_utils.bootstrap import (
     apply_bootstrap, plan_bootstrap,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import MigrationError
-from ansible_collections.icds.citus_migration.plugins.module_utils.pg_argspec import (
-    postgres_common_argument_spec, source_argument_spec,
-)
 from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import (
-    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, connect, params_from_module_options,
+    connection_pair, source_target_from_module_options,
+)
+from ansible_collections.icds.citus_migration.plugins.module_utils.pg_module import (
+    exit_with_warnings, fail_json_on_error, postgres_module,
 )
 from ansible_collections.icds.citus_migration.plugins.module_utils.table_plan import load_plan
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(source_argument_spec())
-    argument_spec.update(
-        plan=dict(type='path'),
-        ucr_folder=dict(type='path'),
+    module = postgres_module(dict(
         tables=dict(type='list', elements='str'),
         distribution=dict(type='str', default='auto', choices=['auto', 'required', 'skip']),
-        schema=dict(type='str', default='public'),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_PSYCOPG2:
-        module.fail_json(msg=missing_required_lib('psycopg2'), exception=str(PSYCOPG2_IMPORT_ERROR))
-
+    ), table_plan=True)
     p = module.params
-    src = tgt = None
-    try:
+    with fail_json_on_error(module):
         plan = load_plan(p['plan'], p['ucr_folder'])
-        src = connect(params_from_module_options(p['source']), role='source')
-        tgt = connect(params_from_module_options(p), role='target')
-        bplan = plan_bootstrap(src, tgt, plan, tables=p['tables'],
-                               distribution=p['distribution'], schema=p['schema'])
-        result = apply_bootstrap(tgt, bplan, check_mode=module.check_mode)
-    except MigrationError as exc:
-        module.fail_json(msg=str(exc))
-    finally:
-        for conn in (src, tgt):
-            if conn is not None:
-                conn.close()
-    values = result.as_dict()
-    for warning in values.pop('warnings'):
-        module.warn(warning)
-    module.exit_json(**values)
+        with connection_pair(*source_target_from_module_options(p)) as (src, tgt):
+            bplan = plan_bootstrap(src, tgt, plan, tables=p['tables'],
+                                   distribution=p['distribution'], schema=p['schema'])
+            result = apply_bootstrap(tgt, bplan, check_mode=module.check_mode)
+    exit_with_warnings(module, result.as_dict())
 
 
 if __name__ == '__main__':

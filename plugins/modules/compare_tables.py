@@ -222,16 +222,11 @@ new_rows:
       missing_on: []
 '''
 
-import traceback
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-from ansible_collections.icds.citus_migration.plugins.module_utils.pg_argspec import (
-    postgres_common_argument_spec, source_argument_spec)
 from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import (
-    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, connect, params_from_module_options)
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import (
-    MigrationError, SelectionError)
+    HAS_PSYCOPG2, connect, connection_pair, source_target_from_module_options)
+from ansible_collections.icds.citus_migration.plugins.module_utils.pg_module import (
+    fail_json_on_error, postgres_module)
+from ansible_collections.icds.citus_migration.plugins.module_utils.errors import SelectionError
 from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import Manifest
 
 if HAS_PSYCOPG2:
@@ -260,9 +255,7 @@ def _selected_rows(p):
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(source_argument_spec())
-    argument_spec.update(
+    module = postgres_module(dict(
         path=dict(type='path', aliases=['db_path', 'manifest']),
         tables=dict(type='list', elements='raw'),
         checksums=dict(type='bool', default=False),
@@ -277,34 +270,21 @@ def main():
             timeout=dict(type='int', default=300),
             interval=dict(type='int', default=10),
         )),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_one_of=[('path', 'tables', 'wait_for_new_rows')])
-    if not HAS_PSYCOPG2:
-        module.fail_json(msg=missing_required_lib('psycopg2'), exception=str(PSYCOPG2_IMPORT_ERROR))
-
+    ), required_one_of=[('path', 'tables', 'wait_for_new_rows')])
     p = module.params
-    source = params_from_module_options(p['source']).with_application_name(
-        'icds.citus_migration compare (source)')
-    target = params_from_module_options(p).with_application_name(
-        'icds.citus_migration compare (target)')
+    source, target = source_target_from_module_options(p)
+    source = source.with_application_name('icds.citus_migration compare (source)')
+    target = target.with_application_name('icds.citus_migration compare (target)')
     result = dict(changed=False, tables=[], drift=[], matched_count=0, drift_count=0)
-    try:
+    with fail_json_on_error(module, result, unexpected=True):
         comparisons = []
         if p['path'] or p['tables']:
             rows, expected = _selected_rows(p)
-            src = connect(source, 'source')
-            try:
-                tgt = connect(target, 'target')
-                try:
-                    comparisons = compare.compare_manifest(
-                        src, tgt, rows, checksums=p['checksums'],
-                        schema_source=p['source_schema'], schema_target=p['target_schema'],
-                        family_rows=expected)
-                finally:
-                    tgt.close()
-            finally:
-                src.close()
+            with connection_pair(source, target) as (src, tgt):
+                comparisons = compare.compare_manifest(
+                    src, tgt, rows, checksums=p['checksums'],
+                    schema_source=p['source_schema'], schema_target=p['target_schema'],
+                    family_rows=expected)
         drifted = [c for c in comparisons if not c.match]
         result.update(tables=[c.as_dict() for c in comparisons],
                       drift=[c.source_table for c in drifted],
@@ -318,11 +298,6 @@ def main():
                 schema_source=p['source_schema'], schema_target=p['target_schema'])
             result['new_rows'] = [r.as_dict() for r in new_rows]
             waiting = compare.describe_waiting(new_rows)
-    except MigrationError as exc:
-        module.fail_json(msg=str(exc), **result)
-    except Exception as exc:  # pragma: no cover - unexpected, keep the trace for a bug report
-        module.fail_json(msg='unexpected error: %s' % exc, exception=traceback.format_exc(),
-                         **result)
 
     problems = []
     if p['fail_on_drift'] and drifted:

@@ -234,15 +234,10 @@ tables:
       parts: null
 '''
 
-import traceback
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-from ansible_collections.icds.citus_migration.plugins.module_utils.pg_argspec import (
-    postgres_common_argument_spec, source_argument_spec)
 from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import (
-    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, params_from_module_options)
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import MigrationError
+    HAS_PSYCOPG2, source_target_from_module_options)
+from ansible_collections.icds.citus_migration.plugins.module_utils.pg_module import (
+    fail_json_on_error, postgres_module)
 
 if HAS_PSYCOPG2:
     from ansible_collections.icds.citus_migration.plugins.module_utils.copy_runner import (
@@ -251,9 +246,7 @@ if HAS_PSYCOPG2:
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(source_argument_spec())
-    argument_spec.update(
+    module = postgres_module(dict(
         path=dict(type='path', required=True, aliases=['db_path', 'manifest']),
         parallel=dict(type='int', default=1),
         split_threshold=dict(type='str', default='1GB'),
@@ -271,11 +264,7 @@ def main():
         recopy=dict(type='list', elements='str'),
         recopy_drifted=dict(type='bool', default=False),
         fail_on_error=dict(type='bool', default=True),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_PSYCOPG2:
-        module.fail_json(msg=missing_required_lib('psycopg2'), exception=str(PSYCOPG2_IMPORT_ERROR))
-
+    ))
     p = module.params
     options = RunOptions(parallel=p['parallel'], stop_on_error=p['stop_on_error'],
                          retry_errors=p['retry_errors'], start_date=p['start_date'],
@@ -284,33 +273,29 @@ def main():
                          ledger_schema=p['ledger_schema'], error_log=p['error_log'],
                          source_id=p['source_id'], split_threshold=p['split_threshold'],
                          split_parts=p['split_parts'])
+    source, target = source_target_from_module_options(p)
     if p['recopy'] or p['recopy_drifted']:
-        run = RecopyRun(p['path'], params_from_module_options(p['source']),
-                        params_from_module_options(p), options, p['recopy'] or [],
+        run = RecopyRun(p['path'], source, target, options, p['recopy'] or [],
                         p['recopy_drifted'])
     else:
-        run = MigrationRun(p['path'], params_from_module_options(p['source']),
-                           params_from_module_options(p), options)
+        run = MigrationRun(p['path'], source, target, options)
     result = dict(changed=False, selected=0, copied=0, already_copied=0, errored=0,
                   stopped_early=False, elapsed_s=0.0, rows_copied=0, tables=[])
     try:
-        rows = run.prepare(readonly=module.check_mode)
-        result['selected'] = len(rows)
-        if module.check_mode:
-            plan = run.dry_run()
-            result['tables'] = plan
-            result['changed'] = any(not item.get('already_copied') and 'error' not in item
-                                    for item in plan)
-            problems = [i for i in plan if 'error' in i]
-            if problems and p['fail_on_error']:
-                module.fail_json(msg='%d tables cannot be copied: %s' % (
-                    len(problems), '; '.join(i['error'] for i in problems[:5])), **result)
-            module.exit_json(**result)
-        report = run.run()
-    except MigrationError as exc:
-        module.fail_json(msg=str(exc), **result)
-    except Exception as exc:  # pragma: no cover - unexpected, keep the trace for a bug report
-        module.fail_json(msg='unexpected error: %s' % exc, exception=traceback.format_exc(), **result)
+        with fail_json_on_error(module, result, unexpected=True):
+            rows = run.prepare(readonly=module.check_mode)
+            result['selected'] = len(rows)
+            if module.check_mode:
+                plan = run.dry_run()
+                result['tables'] = plan
+                result['changed'] = any(not item.get('already_copied') and 'error' not in item
+                                        for item in plan)
+                problems = [i for i in plan if 'error' in i]
+                if problems and p['fail_on_error']:
+                    module.fail_json(msg='%d tables cannot be copied: %s' % (
+                        len(problems), '; '.join(i['error'] for i in problems[:5])), **result)
+                module.exit_json(**result)
+            report = run.run()
     finally:
         run.close()
 

@@ -126,35 +126,25 @@ unclassified:
   sample: [auth_user]
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import MigrationError
 from ansible_collections.icds.citus_migration.plugins.module_utils.manifest_generator import (
     UNCLASSIFIED_CHOICES, manifest_row_count, plan_manifest, write_manifest,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.pg_argspec import (
-    postgres_common_argument_spec,
-)
 from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import (
-    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, connect, params_from_module_options,
+    connect, params_from_module_options,
+)
+from ansible_collections.icds.citus_migration.plugins.module_utils.pg_module import (
+    fail_json_on_error, postgres_module,
 )
 from ansible_collections.icds.citus_migration.plugins.module_utils.table_plan import load_plan
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(
+    module = postgres_module(dict(
         path=dict(type='path', required=True, aliases=['db_path', 'manifest']),
-        plan=dict(type='path'),
-        ucr_folder=dict(type='path'),
         unclassified=dict(type='str', default='error', choices=list(UNCLASSIFIED_CHOICES)),
-        schema=dict(type='str', default='public'),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_PSYCOPG2:
-        module.fail_json(msg=missing_required_lib('psycopg2'), exception=str(PSYCOPG2_IMPORT_ERROR))
+    ), source=False, table_plan=True)
     p = module.params
-    try:
+    with fail_json_on_error(module):
         plan = load_plan(p['plan'], p['ucr_folder'])
         conn = connect(params_from_module_options(p), role='source database')
         try:
@@ -166,8 +156,6 @@ def main():
         total = manifest_row_count(p['path'])
         if module.check_mode:
             total += len(added)
-    except MigrationError as exc:
-        module.fail_json(msg=str(exc))
     for warning in manifest_plan.warnings:
         module.warn(warning)
     if manifest_plan.unclassified:
