@@ -37,6 +37,9 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.errors import
     MigrationError, SelectionError, TableMappingError)
 from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import (
     Manifest, ManifestRow, utc_now)
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest_writer import (
+    ManifestWriter,
+)
 from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import (
     ConnParams, connect, connection_pair)
 from ansible_collections.icds.citus_migration.plugins.module_utils.progress import Progress
@@ -245,6 +248,7 @@ class MigrationRun:
         self.events = events or RunEvents()
         self.runner = runner_label()
         self.manifest: Optional[Manifest] = None
+        self._writer: Optional[ManifestWriter] = None
         self.source_id = ''
         self.rows: List[ManifestRow] = []
         self.estimates: Dict[int, tuple] = {}
@@ -392,6 +396,7 @@ class MigrationRun:
         error_log = default_error_log(self.manifest_path) if opts.error_log is None else opts.error_log
         started = time.monotonic()
         self._plan_splits(groups)
+        self._writer = ManifestWriter(self.manifest_path)
         workers = [_Worker(self, i) for i in range(opts.parallel)]
         free = list(workers)
         pending = deque(_Job(groups[row.id], part) for row in self.rows
@@ -402,6 +407,7 @@ class MigrationRun:
         finished: List[_Group] = []
         self.events.started(progress)
         pool = ThreadPoolExecutor(max_workers=opts.parallel, thread_name_prefix='copy')
+        completed = False
         try:
             while True:
                 starting = []
@@ -429,10 +435,11 @@ class MigrationRun:
                     fut = pool.submit(worker.copy, self.task_for(group.row, job.part), wait_lock,
                                       self.resolved.get(group.row.id))
                     in_flight[fut] = (job, worker)
-                # the manifest is written while the workers copy, never before they start:
-                # its commits (an fsync each) would otherwise idle the workers
+                # queued for the writer thread, after the jobs are handed out: the workers
+                # never wait for a manifest commit (an fsync each)
+                self._writer.check()
                 for group in starting:
-                    self.manifest.mark_running(group.row.id, self.runner)
+                    self._writer.mark_running(group.row.id, self.runner)
                     if not group.announced:
                         group.announced = True
                         self.events.table_started(group.row)
@@ -467,6 +474,7 @@ class MigrationRun:
                     if result.status == 'errored':
                         progress.finished(result.id, False)
                     self.events.table_finished(result, progress)
+            completed = True
         except KeyboardInterrupt:
             stopping = True
             for job, worker in in_flight.values():
@@ -475,7 +483,7 @@ class MigrationRun:
             for group in groups.values():
                 if group.started and not group.finished and not group.skipped:
                     group.finished = True
-                    self.manifest.mark_pending(group.row.id)
+                    self._writer.mark_pending(group.row.id)
                     report.results.append(TableResult(group.row.id, group.row.source_table,
                                                       group.row.target, 'interrupted'))
             raise
@@ -483,10 +491,23 @@ class MigrationRun:
             pool.shutdown(wait=True)
             for worker in workers:
                 worker.reset()
+            self._close_writer(raise_errors=completed)
             report.stopped_early = stopping and bool(pending or deferred)
             report.elapsed_s = time.monotonic() - started
             self.events.finished(report, progress)
         return report
+
+    def _close_writer(self, raise_errors: bool) -> None:
+        """Commit every queued manifest update. A write failure is raised unless another
+        exception is already on its way out (that one is the cause; both end the run)."""
+        writer, self._writer = self._writer, None
+        if raise_errors:
+            writer.close()
+            return
+        try:
+            writer.close()
+        except Exception:  # pylint: disable=broad-except
+            pass
 
     def _report(self, group: '_Group', report: RunReport, progress: Progress) -> None:
         result = self._finish(group)
@@ -516,7 +537,7 @@ class MigrationRun:
             return group.left == 0 and group.in_flight == 0
         if outcome.status == 'busy':
             if not job.part:
-                self.manifest.mark_pending(group.row.id)
+                self._writer.mark_pending(group.row.id)
             deferred.append(job)
             return False
         if outcome.status == 'split':
@@ -551,17 +572,17 @@ class MigrationRun:
                 message = '%d of %d parts not copied; first failure: %s' % (
                     group.failed + group.left, nparts, message)
             sqlstate = getattr(exc, 'sqlstate', None)
-            self.manifest.mark_errored(row.id, message, sqlstate)
+            self._writer.mark_errored(row.id, message, sqlstate)
             return TableResult(row.id, row.source_table, row.target, 'errored', error=message,
                                sqlstate=sqlstate, parts=nparts)
         if incomplete:
-            self.manifest.mark_pending(row.id)
+            self._writer.mark_pending(row.id)
             return TableResult(row.id, row.source_table, row.target, 'interrupted',
                                parts=nparts)
         duration = group.duration if group.duration is not None else \
             time.monotonic() - group.t0[0]
         status = 'copied' if group.copied else 'already_copied'
-        self.manifest.mark_migrated(row.id, group.rows, group.nbytes, group.t0[1], utc_now(),
+        self._writer.mark_migrated(row.id, group.rows, group.nbytes, group.t0[1], utc_now(),
                                     duration, self.runner if group.copied else group.copied_by)
         return TableResult(row.id, row.source_table, row.target, status, group.rows,
                            group.nbytes, duration, group.binary, parts=nparts)

@@ -258,6 +258,10 @@ class Manifest:
     def _write(self) -> '_WriteTxn':
         return _WriteTxn(self)
 
+    def batch(self) -> '_WriteTxn':
+        """One transaction (one commit, one fsync) for every write made inside it."""
+        return _WriteTxn(self)
+
     def add_rows(self, rows: Iterable[Tuple[str, Optional[str], Optional[str]]]) -> int:
         """Append (source_table, date, target_table) rows; returns how many were added."""
         count = 0
@@ -334,14 +338,21 @@ class _WriteTxn:
 
     def __init__(self, manifest: Manifest):
         self.manifest = manifest
+        self.outermost = False
 
     def __enter__(self) -> None:
+        conn = self.manifest._conn
+        if conn.in_transaction:  # inside Manifest.batch(): the batch commits
+            return
+        self.outermost = True
         try:
-            self.manifest._conn.execute('BEGIN IMMEDIATE')
+            conn.execute('BEGIN IMMEDIATE')
         except sqlite3.OperationalError as exc:
             raise _readable(self.manifest.path, exc)
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        if not self.outermost:
+            return
         conn = self.manifest._conn
         if exc_type is None:
             try:
