@@ -281,6 +281,7 @@ def stream_copy(src_conn, tcur, copy_out, copy_in, counter: ByteCounter):
         pass
     reader = _CountingReader(read_fd, counter)
     outcome = {}
+    cancel_sent = threading.Event()
 
     def produce() -> None:
         writer = os.fdopen(write_fd, 'wb', buffering=PIPE_SIZE)
@@ -291,6 +292,7 @@ def stream_copy(src_conn, tcur, copy_out, copy_in, counter: ByteCounter):
             src_conn.rollback()
         except BaseException as exc:  # reported by the main thread
             outcome['error'] = exc
+            outcome['after_cancel'] = cancel_sent.is_set()
         finally:
             try:
                 writer.close()
@@ -306,23 +308,34 @@ def stream_copy(src_conn, tcur, copy_out, copy_in, counter: ByteCounter):
         target_error = exc
     finally:
         reader.close()  # unblocks the producer (EPIPE) if the target stopped early
-    cancelled = False
     if target_error is not None and thread.is_alive():
+        cancel_sent.set()
         try:
             src_conn.cancel()
-            cancelled = True
         except Exception:
             pass
     thread.join()
+    source_error = outcome.get('error')
     # A source error caused by our own cancel or by the closed pipe is a consequence of the
-    # target's failure; any other source error is the root cause (the target then saw EOF).
-    if 'error' in outcome and not cancelled and not isinstance(outcome['error'], BrokenPipeError):
-        raise diagnose(outcome['error'], 'source')
+    # target's failure; any other source error is the root cause, even when the target
+    # failed too (it then saw the data end early: "COPY file signature not recognized").
+    if source_error is not None and not _consequence_of_target(
+            source_error, outcome.get('after_cancel', False)):
+        raise diagnose(source_error, 'source')
     if target_error is not None:
         raise diagnose(target_error, 'target')
-    if 'error' in outcome:
-        raise diagnose(outcome['error'], 'source')
+    if source_error is not None:
+        raise diagnose(source_error, 'source')
     return outcome.get('rows'), (tcur.rowcount if tcur.rowcount >= 0 else None)
+
+
+def _consequence_of_target(source_error: BaseException, after_cancel: bool) -> bool:
+    """True for the source errors the engine itself causes when the target fails: the
+    pipe closed under the producer, or a query_canceled (57014) that arrived after our
+    cancel request. An error the source raised before that is a cause."""
+    if isinstance(source_error, BrokenPipeError):
+        return True
+    return after_cancel and getattr(source_error, 'pgcode', None) == '57014'
 
 
 def source_blocks(src_conn, schema: str, table: str) -> int:
