@@ -109,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
                           'and every part are recorded on the target). Default 1GB')
     mig.add_argument('--split-parts', type=int, default=None, metavar='N',
                      help='parts per split table (default: --parallel)')
+    mig.add_argument('--small-table-threshold', default='64MB', metavar='SIZE',
+                     help='Citus target only: a source table smaller than SIZE on disk is '
+                          'written through one connection per worker instead of one per shard '
+                          '(citus.max_adaptive_executor_pool_size = 1 for its transaction); '
+                          'opening and closing a connection per shard costs small tables more '
+                          'than it gains. 0 turns it off. Default 64MB')
     mig.add_argument('--recopy', nargs='+', metavar='TABLE', default=None,
                      help='copy these migrated source tables again, replacing their rows on the '
                           'target in one transaction (drift catch-up; put db_path before it)')
@@ -217,7 +223,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
                          source_schema=args.source_schema, target_schema=args.target_schema,
                          ledger_schema=args.ledger_schema, error_log=args.error_log,
                          source_id=args.source_id, split_threshold=args.split_threshold,
-                         split_parts=args.split_parts)
+                         split_parts=args.split_parts,
+                         small_table_threshold=args.small_table_threshold)
     if args.recopy or args.recopy_drifted:
         return cmd_recopy(args, options)
     tty = sys.stdout.isatty()

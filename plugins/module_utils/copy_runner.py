@@ -29,6 +29,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
 from ansible_collections.icds.citus_migration.plugins.module_utils import ledger
+from ansible_collections.icds.citus_migration.plugins.module_utils.citus_catalog import (
+    citus_version,
+)
 from ansible_collections.icds.citus_migration.plugins.module_utils.error_log import (
     append_error, default_error_log)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy_columns import (
@@ -54,6 +57,12 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.table_copy im
 MAX_PARALLEL = 64
 MAX_SPLIT_PARTS = 1024
 DEFAULT_SPLIT_THRESHOLD = 1 << 30
+# Citus opens a connection per shard for a COPY into a distributed table (up to
+# citus.max_adaptive_executor_pool_size per worker) and drops them at commit: about 120 ms
+# for 32 shards on the machine measured, against 4 ms through one connection per worker.
+# Tables below this size are written through one connection per worker (benchmarks/README.md).
+DEFAULT_SMALL_TABLE_THRESHOLD = 64 << 20
+SMALL_TABLE_SETTINGS = (('citus.max_adaptive_executor_pool_size', '1'),)
 _SIZE_RE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?\s*$', re.IGNORECASE)
 _UNITS = {'': 1, 'k': 1 << 10, 'm': 1 << 20, 'g': 1 << 30, 't': 1 << 40, 'p': 1 << 50}
 
@@ -88,6 +97,7 @@ class RunOptions:
     source_id: Optional[str] = None
     split_threshold: object = DEFAULT_SPLIT_THRESHOLD  # bytes, or a size text such as '1GB'
     split_parts: Optional[int] = None  # None: parallel
+    small_table_threshold: object = DEFAULT_SMALL_TABLE_THRESHOLD  # bytes or size text; 0: off
 
     def validate(self) -> None:
         if not isinstance(self.parallel, int) or isinstance(self.parallel, bool) \
@@ -98,6 +108,9 @@ class RunOptions:
         self.end_date = parse_month_start(self.end_date, '--end-date')
         self.split_threshold = parse_size(
             DEFAULT_SPLIT_THRESHOLD if self.split_threshold is None else self.split_threshold)
+        self.small_table_threshold = parse_size(
+            DEFAULT_SMALL_TABLE_THRESHOLD if self.small_table_threshold is None
+            else self.small_table_threshold, '--small-table-threshold')
         if self.split_parts is not None and (
                 not isinstance(self.split_parts, int) or isinstance(self.split_parts, bool)
                 or self.split_parts < 1 or self.split_parts > MAX_SPLIT_PARTS):
@@ -252,6 +265,7 @@ class MigrationRun:
         self.source_id = ''
         self.rows: List[ManifestRow] = []
         self.estimates: Dict[int, tuple] = {}
+        self.target_is_citus = False
         self.problems: Dict[int, str] = {}
         self.resolved: Dict[int, tuple] = {}  # id -> (ColumnMapping, partitioned) from prepare
 
@@ -265,6 +279,8 @@ class MigrationRun:
                                     self.options.retry_errors)
         with connection_pair(self.source, self.target) as (src, tgt):
             self.source_id = self.options.source_id or source_identity(src, self.source)
+            self.target_is_citus = citus_version(tgt) is not None
+            tgt.rollback()
             est = table_estimates(src, [r.source_table for r in self.rows],
                                   self.options.source_schema)
             self.estimates = {r.id: est.get(r.source_table, (0, 0)) for r in self.rows}
@@ -305,8 +321,14 @@ class MigrationRun:
         return problems
 
     def task_for(self, row: ManifestRow, part: str = '') -> CopyTask:
+        settings = SMALL_TABLE_SETTINGS if self._small_on_citus(row, part) else ()
         return CopyTask(row.source_table, row.target, self.options.source_schema,
-                        self.options.target_schema, part)
+                        self.options.target_schema, part, settings)
+
+    def _small_on_citus(self, row: ManifestRow, part: str) -> bool:
+        """A whole table below the small-table threshold, copied into a Citus target."""
+        size = self.estimates.get(row.id, (0, 0))[1]
+        return self.target_is_citus and not part and size < self.options.small_table_threshold
 
     def wants_split(self, row: ManifestRow) -> bool:
         """Over the size threshold (bytes on disk of the source table) and more than one part."""

@@ -65,6 +65,8 @@ class CopyTask:
     source_schema: str = 'public'
     target_schema: str = 'public'
     part: str = ''
+    # extra settings for the target transaction only (SET LOCAL), e.g. Citus connection use
+    target_settings: Tuple[Tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -223,7 +225,9 @@ def copy_table(src_conn, tgt_conn, task: CopyTask, source_id: str, runner: str,
         # The manifest is marked migrated once the commit returns: the commit must be
         # durable then, even on a target running with synchronous_commit = off (a crash
         # would otherwise lose a table the manifest says is copied).
-        tcur.execute('SET LOCAL synchronous_commit TO on')
+        settings = (('synchronous_commit', 'on'),) + tuple(task.target_settings)
+        tcur.execute('SELECT ' + ', '.join(['set_config(%s, %s, true)'] * len(settings)),
+                     [v for pair in settings for v in pair])
         if not ledger.try_lock(tcur, source_id, task.source_table, task.part, wait=wait_for_lock):
             tgt_conn.rollback()
             return CopyOutcome('busy')

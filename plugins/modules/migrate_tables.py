@@ -60,6 +60,15 @@ options:
   split_parts:
     description: Number of parts a split table is copied in. Defaults to O(parallel). From 1 to 1024.
     type: int
+  small_table_threshold:
+    description:
+      - Citus target only. A source table smaller than this on disk is written through one
+        connection per worker instead of one per shard (C(citus.max_adaptive_executor_pool_size)
+        is 1 for its transaction). Citus opens and closes a connection per shard for every
+        COPY, which costs a small table more than the parallel write gains.
+      - A size such as V(64MB) (1024-based), or a number of bytes; V(0) turns it off.
+    type: str
+    default: 64MB
   stop_on_error:
     description:
       - Stop starting new tables after the first failure (tables in flight finish).
@@ -251,6 +260,7 @@ def main():
         parallel=dict(type='int', default=1),
         split_threshold=dict(type='str', default='1GB'),
         split_parts=dict(type='int'),
+        small_table_threshold=dict(type='str', default='64MB'),
         stop_on_error=dict(type='bool', default=True),
         retry_errors=dict(type='bool', default=False),
         start_date=dict(type='str'),
@@ -272,7 +282,8 @@ def main():
                          source_schema=p['source_schema'], target_schema=p['target_schema'],
                          ledger_schema=p['ledger_schema'], error_log=p['error_log'],
                          source_id=p['source_id'], split_threshold=p['split_threshold'],
-                         split_parts=p['split_parts'])
+                         split_parts=p['split_parts'],
+                         small_table_threshold=p['small_table_threshold'])
     source, target = source_target_from_module_options(p)
     if p['recopy'] or p['recopy_drifted']:
         run = RecopyRun(p['path'], source, target, options, p['recopy'] or [],

@@ -96,11 +96,13 @@ def manifest_flags(path: str) -> Dict[str, Tuple[Optional[int], Optional[int]]]:
     return out
 
 
-def fingerprint(sql_fn, table: str, where: str = '') -> str:
-    """count and md5 of the rows in a stable order: equal fingerprints mean equal rows."""
+def fingerprint(sql_fn, table: str, where: str = '', columns: str = '') -> str:
+    """count and md5 of the rows in a stable order: equal fingerprints mean equal rows.
+    ``columns``: only these columns (a target with extra columns against its source)."""
     t = '"%s"' % table.replace('"', '""')
+    rows = '(SELECT %s FROM ONLY %s) x' % (columns, t) if columns else 'ONLY %s x' % t
     return sql_fn("SELECT count(*) || ':' || coalesce(md5(string_agg(x::text, E'\\n' ORDER BY x::text)), '') "
-                  "FROM ONLY %s x %s" % (t, where)).strip()
+                  "FROM %s %s" % (rows, where)).strip()
 
 
 def union_fingerprint(sql_fn, tables: Sequence[str]) -> str:

@@ -57,3 +57,24 @@ def test_failure_in_distributed_copy_rolls_back_everything(citus_dbs, tmp_path):
     assert flags['child_health_monthly_2020-02-01'] == (None, 1)
     assert dbs.tgt_sql('SELECT count(*) FROM icds_citus_migration.copy_ledger').strip() == '1'
     assert dbs.tgt_sql('SELECT count(*) FROM child_health_monthly').strip() == '5'
+
+
+def test_small_tables_use_one_connection_per_worker(citus_dbs, tmp_path):
+    """Below --small-table-threshold the COPY transaction runs with
+    citus.max_adaptive_executor_pool_size = 1 (one connection per worker, not one per
+    shard); above it, Citus's own setting. Rows land whole either way."""
+    from tests.integration.test_copy_engine import load_pool_tables
+    dbs = citus_dbs
+    rows = load_pool_tables(dbs)
+    default = dbs.tgt_sql('SHOW citus.max_adaptive_executor_pool_size').strip()
+    assert default != '1'
+    for table, _, _ in rows:
+        dbs.tgt_sql("SELECT create_distributed_table('%s', 'id', shard_count => 32)" % table)
+    manifest = make_old_manifest(str(tmp_path / 'm.db'), rows)
+    res = run_cli(['migrate', '--yes', '--parallel', '2', '--small-table-threshold', '1MB']
+                  + cli_conn_args(dbs) + [manifest])
+    assert res.returncode == 0, res.stdout + res.stderr
+    for table, _, _ in rows:
+        assert fingerprint(dbs.tgt_sql, table, columns='id, note') == fingerprint(dbs.src_sql, table)
+    assert dbs.tgt_sql('SELECT DISTINCT pool FROM "pool-small"').strip() == '1'
+    assert dbs.tgt_sql('SELECT DISTINCT pool FROM "pool-big"').strip() == default

@@ -184,3 +184,37 @@ def test_partitioned_parent_is_a_recorded_no_op(dbs, tmp_path):
     summary = json.loads(res.stdout[res.stdout.index('{'):])
     assert [(t['source_table'], t['rows']) for t in summary['tables']] == [('daily-p', 0), ('daily-p_m202001', 300)]
     assert fingerprint(dbs.tgt_sql, 'daily-p_m202001') == fingerprint(dbs.src_sql, 'daily-p_m202001')
+
+
+POOL_DDL = ('CREATE TABLE "%s" (id int, note text, pool text '
+            "DEFAULT current_setting('citus.max_adaptive_executor_pool_size', true))")
+
+
+def load_pool_tables(dbs):
+    """'pool-small' (one page) and 'pool-big' (about 2 MB); the target records, per row, the
+    Citus pool size its COPY transaction ran with."""
+    for table, rows in (('pool-small', 10), ('pool-big', 20000)):
+        dbs.src_sql('CREATE TABLE "%s" (id int, note text)' % table)
+        dbs.src_sql('INSERT INTO "%s" SELECT g, repeat(md5(g::text), 2) FROM generate_series(1, %d) g'
+                    % (table, rows))
+        dbs.tgt_sql(POOL_DDL % table)
+    return [('pool-small', None, None), ('pool-big', None, None)]
+
+
+def test_small_table_setting_is_for_citus_targets_only(dbs, tmp_path):
+    manifest = make_old_manifest(str(tmp_path / 'm.db'), load_pool_tables(dbs))
+    res = run_cli(['migrate', '--yes', '--small-table-threshold', '1MB'] + cli_conn_args(dbs)
+                  + [manifest])
+    assert res.returncode == 0, res.stdout + res.stderr
+    for table in ('pool-small', 'pool-big'):
+        assert fingerprint(dbs.tgt_sql, table, columns='id, note') == fingerprint(dbs.src_sql, table)
+        assert dbs.tgt_sql('SELECT count(*) FROM "%s" WHERE pool IS NOT NULL' % table).strip() == '0'
+
+
+def test_bad_small_table_threshold_is_named(nasty):
+    res = run_cli(['migrate', '--yes', '--small-table-threshold', 'tiny'] + cli_conn_args(nasty)
+                  + [nasty.manifest])
+    assert res.returncode != 0
+    assert "--small-table-threshold must be a size such as 1GB or 500MB" in res.stderr + res.stdout
+    assert "'tiny'" in res.stderr + res.stdout
+    assert set(manifest_flags(nasty.manifest).values()) == {(None, None)}
