@@ -715,6 +715,18 @@ def _cli(args: List[str]) -> float:
     return took
 
 
+def _checkpoint(env: Env) -> None:
+    """Flush what earlier steps left dirty, so that it is not written during a timing."""
+    env.source.psql('CHECKPOINT')
+    for node in env.cluster.nodes if env.cluster is not None else [env.target]:
+        node.psql('CHECKPOINT')
+
+
+def _drop_target(env: Env, tdb: str) -> None:
+    for node in env.cluster.nodes if env.cluster is not None else [env.target]:
+        node.psql('DROP DATABASE IF EXISTS %s WITH (FORCE)' % ident(tdb))
+
+
 def _median_cli(args: List[str]) -> float:
     return statistics.median(_cli(args) for _ in range(SCALE_RUNS))
 
@@ -733,6 +745,7 @@ def scale_benchmarks(env: Env, sizes: Sequence[int], child_sizes: Sequence[int],
         created_s = time.monotonic() - t0
         ntables = q(src, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")[0][0]
         manifest = os.path.join(work, 'scale-%d.db' % n)
+        _checkpoint(env)
         gen_runs = []
         for _ in range(SCALE_RUNS):  # a fresh manifest each time: the first generation
             for suffix in ('', '-wal', '-shm'):
@@ -763,29 +776,41 @@ def scale_benchmarks(env: Env, sizes: Sequence[int], child_sizes: Sequence[int],
                                             for k, v in row.items()})))
         out.append(row)
         env.source.psql('DROP DATABASE %s WITH (FORCE)' % ident(db))
-        if env.cluster is None:
-            env.target.psql('DROP DATABASE %s WITH (FORCE)' % ident(tdb))
+        _drop_target(env, tdb)
+        _checkpoint(env)
     children = []
     for n in child_sizes:
-        db, tdb = 'children_%d' % n, 'children_%d_target' % n
-        env.create_dbs(db, tdb)
+        db = 'children_%d' % n
+        env.source.psql('CREATE DATABASE %s' % ident(db))
         src = env.conn('source', db)
         create_dataset(src, months=1, scale=1, states=1, ucr_folder=UCR_FOLDER)
         create_many_children(src, 'agg_awc', n, check_column=None, prefix='agg_awc_b')
-        tgt = env.conn('target', tdb)
-        apply_bootstrap(tgt, plan_bootstrap(src, tgt, plan))
-        t0 = time.monotonic()
-        cplan = plan_children(src, tgt, plan, parents=['agg_awc'])
-        plan_s = time.monotonic() - t0
-        result = apply_children(tgt, cplan)
-        took = time.monotonic() - t0
-        created = len(result.as_dict().get('created', []) or []) if hasattr(result, 'as_dict') else None
-        row = {'children': n, 'created': created, 'plan_s': plan_s, 'create_children_s': took}
-        log('children %d: %s' % (n, row))
+        runs = []
+        for i in range(SCALE_RUNS):  # a fresh target each time: every child is missing
+            tdb = 'children_%d_target_%d' % (n, i)
+            if env.cluster is not None:
+                env.cluster.create_database(tdb)
+            else:
+                env.target.psql('CREATE DATABASE %s' % ident(tdb))
+            tgt = env.conn('target', tdb)
+            apply_bootstrap(tgt, plan_bootstrap(src, tgt, plan))
+            _checkpoint(env)
+            t0 = time.monotonic()
+            cplan = plan_children(src, tgt, plan, parents=['agg_awc'])
+            plan_s = time.monotonic() - t0
+            result = apply_children(tgt, cplan)
+            runs.append({'plan_s': plan_s, 'create_children_s': time.monotonic() - t0,
+                         'created': len(result.created)})
+            tgt.close()
+            _drop_target(env, tdb)
+        took = statistics.median(r['create_children_s'] for r in runs)
+        row = {'children': n, 'created': runs[-1]['created'], 'create_children_s': took,
+               'plan_s': statistics.median(r['plan_s'] for r in runs), 'runs': runs}
+        log('children %d: %s' % (n, json.dumps(row)))
         children.append(row)
         src.close()
-        tgt.close()
         env.source.psql('DROP DATABASE %s WITH (FORCE)' % ident(db))
+        _checkpoint(env)
     return {'catalog': out, 'children': children}
 
 
