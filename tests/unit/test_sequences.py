@@ -1,0 +1,47 @@
+"""plan_sequence_sync: which target sequences move, and never backwards."""
+
+from ansible_collections.icds.citus_migration.plugins.module_utils.sequences import (
+    OwnedSequence, plan_sequence_sync,
+)
+
+
+def seq(table, last, increment=1, column='id', name=None):
+    return {(table, column): OwnedSequence(table, column, name or '%s_%s_seq' % (table, column),
+                                           increment, last)}
+
+
+def merged(*parts):
+    out = {}
+    for part in parts:
+        out.update(part)
+    return out
+
+
+def test_behind_unused_ahead_missing_and_never_used():
+    source = merged(seq('behind', 50), seq('fresh', 7), seq('ahead', 10), seq('equal', 5),
+                    seq('gone', 3), seq('idle', None))
+    target = merged(seq('behind', 20), seq('fresh', None), seq('ahead', 100), seq('equal', 5),
+                    seq('idle', None))
+    plan = plan_sequence_sync(source, target)
+    assert [(c.table, c.target_last_value, c.set_to) for c in plan.changes] == [
+        ('behind', 20, 50), ('fresh', None, 7)]
+    assert plan.in_step == ['ahead.id', 'equal.id']
+    assert plan.missing_on_target == ['gone.id']
+    assert plan.unused_on_source == ['idle.id']
+
+
+def test_descending_sequences_move_down():
+    source = merged(seq('down', -40, increment=-1), seq('past', -40, increment=-1))
+    target = merged(seq('down', -10, increment=-1), seq('past', -90, increment=-1))
+    plan = plan_sequence_sync(source, target)
+    assert [(c.table, c.set_to, c.increment) for c in plan.changes] == [('down', -40, -1)]
+    assert plan.in_step == ['past.id']
+
+
+def test_target_sequence_name_is_the_targets_own():
+    source = seq('t-1', 9, name='old_name_seq')
+    target = seq('t-1', None, name='t-1_id_seq')
+    (change,) = plan_sequence_sync(source, target).changes
+    assert change.sequence == 't-1_id_seq'
+    assert change.as_dict() == {'table': 't-1', 'column': 'id', 'sequence': 't-1_id_seq',
+                                'source_last_value': 9, 'target_last_value': None, 'set_to': 9}
