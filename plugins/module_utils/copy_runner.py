@@ -605,7 +605,7 @@ class MigrationRun:
             time.monotonic() - group.t0[0]
         status = 'copied' if group.copied else 'already_copied'
         self._writer.mark_migrated(row.id, group.rows, group.nbytes, group.t0[1], utc_now(),
-                                    duration, self.runner if group.copied else group.copied_by)
+                                   duration, self.runner if group.copied else group.copied_by)
         return TableResult(row.id, row.source_table, row.target, status, group.rows,
                            group.nbytes, duration, group.binary, parts=nparts)
 
