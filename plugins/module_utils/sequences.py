@@ -22,8 +22,12 @@ try:
 except ImportError:  # pragma: no cover - reported by the module's psycopg2 check
     sql = None
 
+# The raw state (last_value, is_called) of every sequence in one statement: pg_sequences shows
+# NULL for a sequence not called since a RESTART, whose next value is still known.
 _OWNED_SQL = """
-SELECT c.relname, a.attname, s.relname, q.seqincrement, ps.last_value
+SELECT c.relname, a.attname, s.relname, q.seqincrement, ps.last_value,
+       (xpath('/row/last_value/text()', x.doc))[1]::text::bigint,
+       (xpath('/row/is_called/text()', x.doc))[1]::text::boolean
   FROM pg_catalog.pg_depend dep
   JOIN pg_catalog.pg_class c ON c.oid = dep.refobjid
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -33,6 +37,11 @@ SELECT c.relname, a.attname, s.relname, q.seqincrement, ps.last_value
   JOIN pg_catalog.pg_attribute a ON a.attrelid = dep.refobjid AND a.attnum = dep.refobjsubid
   LEFT JOIN pg_catalog.pg_sequences ps
          ON ps.schemaname = sn.nspname AND ps.sequencename = s.relname
+  CROSS JOIN LATERAL (
+       SELECT CASE WHEN pg_catalog.has_sequence_privilege(s.oid, 'SELECT')
+                   THEN pg_catalog.query_to_xml(pg_catalog.format(
+                            'SELECT last_value, is_called FROM %%I.%%I', sn.nspname, s.relname),
+                        false, true, '') END AS doc) x
  WHERE dep.classid = 'pg_catalog.pg_class'::regclass
    AND dep.refclassid = 'pg_catalog.pg_class'::regclass
    AND dep.deptype IN ('a', 'i') AND dep.refobjsubid > 0
@@ -51,6 +60,13 @@ class OwnedSequence:
     sequence: str
     increment: int
     last_value: Optional[int]  # None: never used (or not readable by this role)
+    next_value: Optional[int] = None  # what nextval() would return; None: not readable
+
+    @property
+    def effective_next(self) -> Optional[int]:
+        if self.next_value is not None:
+            return self.next_value
+        return None if self.last_value is None else self.last_value + self.increment
 
 
 @dataclass(frozen=True)
@@ -91,16 +107,21 @@ def read_owned_sequences(conn, schema: str = 'public',
         rows = cur.fetchall()
     if not conn.autocommit:
         conn.rollback()
-    return {(t, c): OwnedSequence(t, c, s, int(inc), None if last is None else int(last))
-            for t, c, s, inc, last in rows}
+    out = {}
+    for table, column, name, inc, last, raw, called in rows:
+        nxt = None if raw is None else (int(raw) + int(inc) if called else int(raw))
+        out[(table, column)] = OwnedSequence(table, column, name, int(inc),
+                                             None if last is None else int(last), nxt)
+    return out
 
 
 def _behind(target: OwnedSequence, source_last: int) -> bool:
-    if target.last_value is None:
+    """Would the target's next value be one the source has already handed out?"""
+    nxt = target.effective_next
+    if nxt is None:
         return True
-    if target.increment > 0:
-        return target.last_value < source_last
-    return target.last_value > source_last
+    wanted = source_last + target.increment
+    return nxt < wanted if target.increment > 0 else nxt > wanted
 
 
 def plan_sequence_sync(source: Dict[Key, OwnedSequence],
@@ -135,9 +156,10 @@ def apply_sequence_sync(conn, changes: Iterable[SequenceChange],
             past = '>=' if change.increment > 0 else '<='
             cur.execute(sql.SQL(
                 'SELECT pg_catalog.setval(%(reg)s::regclass, %(value)s, true) '
-                'WHERE NOT EXISTS (SELECT 1 FROM {} s WHERE s.is_called AND s.last_value '
-                + past + ' %(value)s)').format(seq),
-                {'reg': seq.as_string(conn), 'value': change.set_to})
+                'WHERE NOT EXISTS (SELECT 1 FROM {} s WHERE CASE WHEN s.is_called '
+                'THEN s.last_value + %(inc)s ELSE s.last_value END '
+                + past + ' %(value)s + %(inc)s)').format(seq),
+                {'reg': seq.as_string(conn), 'value': change.set_to, 'inc': change.increment})
             if cur.rowcount:
                 moved.append(change)
     conn.commit()

@@ -5,9 +5,9 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.sequences imp
 )
 
 
-def seq(table, last, increment=1, column='id', name=None):
+def seq(table, last, increment=1, column='id', name=None, next_value=None):
     return {(table, column): OwnedSequence(table, column, name or '%s_%s_seq' % (table, column),
-                                           increment, last)}
+                                           increment, last, next_value)}
 
 
 def merged(*parts):
@@ -45,3 +45,13 @@ def test_target_sequence_name_is_the_targets_own():
     assert change.sequence == 't-1_id_seq'
     assert change.as_dict() == {'table': 't-1', 'column': 'id', 'sequence': 't-1_id_seq',
                                 'source_last_value': 9, 'target_last_value': None, 'set_to': 9}
+
+
+def test_restarted_but_never_called_target_is_in_step():
+    """ALTER SEQUENCE ... RESTART WITH 51 (the bootstrap): pg_sequences shows no last value,
+    but nextval() would return 51, past the source's 50."""
+    source = merged(seq('restarted', 50), seq('short', 50))
+    target = merged(seq('restarted', None, next_value=51), seq('short', None, next_value=40))
+    plan = plan_sequence_sync(source, target)
+    assert plan.in_step == ['restarted.id']
+    assert [c.table for c in plan.changes] == ['short']
