@@ -22,12 +22,9 @@ try:
 except ImportError:  # pragma: no cover - reported by the module's psycopg2 check
     sql = None
 
-# The raw state (last_value, is_called) of every sequence in one statement: pg_sequences shows
-# NULL for a sequence not called since a RESTART, whose next value is still known.
-_OWNED_SQL = """
-SELECT c.relname, a.attname, s.relname, q.seqincrement, ps.last_value,
-       (xpath('/row/last_value/text()', x.doc))[1]::text::bigint,
-       (xpath('/row/is_called/text()', x.doc))[1]::text::boolean
+# Sequences owned by a column (serial: deptype 'a'; identity: 'i') of the tables of a schema:
+# the joins and conditions shared with table_ddl's reading of table definitions.
+OWNED_SEQUENCES_FROM = """
   FROM pg_catalog.pg_depend dep
   JOIN pg_catalog.pg_class c ON c.oid = dep.refobjid
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -37,15 +34,27 @@ SELECT c.relname, a.attname, s.relname, q.seqincrement, ps.last_value,
   JOIN pg_catalog.pg_attribute a ON a.attrelid = dep.refobjid AND a.attnum = dep.refobjsubid
   LEFT JOIN pg_catalog.pg_sequences ps
          ON ps.schemaname = sn.nspname AND ps.sequencename = s.relname
+"""
+OWNED_SEQUENCES_WHERE = """
+ WHERE dep.classid = 'pg_catalog.pg_class'::regclass
+   AND dep.refclassid = 'pg_catalog.pg_class'::regclass
+   AND dep.deptype IN ('a', 'i') AND dep.refobjsubid > 0
+   AND n.nspname = %(schema)s AND c.relkind IN ('r', 'p')
+"""
+
+# The raw state (last_value, is_called) of every sequence in one statement: pg_sequences shows
+# NULL for a sequence not called since a RESTART, whose next value is still known.
+_OWNED_SQL = """
+SELECT c.relname, a.attname, s.relname, q.seqincrement, ps.last_value,
+       (xpath('/row/last_value/text()', x.doc))[1]::text::bigint,
+       (xpath('/row/is_called/text()', x.doc))[1]::text::boolean
+""" + OWNED_SEQUENCES_FROM + """
   CROSS JOIN LATERAL (
        SELECT CASE WHEN pg_catalog.has_sequence_privilege(s.oid, 'SELECT')
                    THEN pg_catalog.query_to_xml(pg_catalog.format(
                             'SELECT last_value, is_called FROM %%I.%%I', sn.nspname, s.relname),
                         false, true, '') END AS doc) x
- WHERE dep.classid = 'pg_catalog.pg_class'::regclass
-   AND dep.refclassid = 'pg_catalog.pg_class'::regclass
-   AND dep.deptype IN ('a', 'i') AND dep.refobjsubid > 0
-   AND n.nspname = %(schema)s AND c.relkind IN ('r', 'p')
+""" + OWNED_SEQUENCES_WHERE + """
    AND (%(names)s::text[] IS NULL OR c.relname = ANY(%(names)s::text[]))
  ORDER BY c.relname, a.attnum
 """

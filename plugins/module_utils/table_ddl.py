@@ -23,6 +23,9 @@ except ImportError:  # pragma: no cover - the modules report the missing library
     sql = None
 
 from ansible_collections.icds.citus_migration.plugins.module_utils.errors import MigrationError
+from ansible_collections.icds.citus_migration.plugins.module_utils.sequences import (
+    OWNED_SEQUENCES_FROM, OWNED_SEQUENCES_WHERE,
+)
 
 
 @dataclass(frozen=True)
@@ -187,18 +190,8 @@ _SEQUENCES_SQL = """
 SELECT dep.refobjid, s.relname, a.attname, dep.deptype,
        pg_catalog.format_type(q.seqtypid, NULL), q.seqstart, q.seqincrement, q.seqmin,
        q.seqmax, q.seqcache, q.seqcycle, ps.last_value
-  FROM pg_catalog.pg_depend dep
-  JOIN pg_catalog.pg_class c ON c.oid = dep.refobjid
-  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-  JOIN pg_catalog.pg_class s ON s.oid = dep.objid AND s.relkind = 'S'
-  JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace
-  JOIN pg_catalog.pg_sequence q ON q.seqrelid = s.oid
-  JOIN pg_catalog.pg_attribute a ON a.attrelid = dep.refobjid AND a.attnum = dep.refobjsubid
-  LEFT JOIN pg_catalog.pg_sequences ps ON ps.schemaname = sn.nspname AND ps.sequencename = s.relname
- WHERE dep.classid = 'pg_catalog.pg_class'::regclass
-   AND dep.refclassid = 'pg_catalog.pg_class'::regclass
-   AND dep.deptype IN ('a', 'i') AND dep.refobjsubid > 0
-   AND n.nspname = %(schema)s AND c.relname = ANY(%(names)s) AND c.relkind IN ('r', 'p')
+""" + OWNED_SEQUENCES_FROM + OWNED_SEQUENCES_WHERE + """
+   AND c.relname = ANY(%(names)s)
  ORDER BY dep.refobjid, a.attnum
 """
 
