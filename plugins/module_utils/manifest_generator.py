@@ -18,7 +18,7 @@ from datetime import date
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from ansible_collections.icds.citus_migration.plugins.module_utils.catalog import (
-    TableInfo, children_by_parent, descendants, list_tables,
+    TableInfo, children_by_parent, descendants, list_tables, paused_gc,
 )
 from ansible_collections.icds.citus_migration.plugins.module_utils.errors import (
     ManifestError, MigrationError, PlanError,
@@ -148,7 +148,9 @@ def build_manifest_plan(tables: List[TableInfo], plan: TablePlan) -> ManifestPla
 def plan_manifest(conn, plan: TablePlan, schema: str = 'public') -> ManifestPlan:
     """Read the source catalog (a constant number of queries) and plan the manifest rows."""
     try:
-        tables = list_tables(conn, schema, with_sizes=False)
+        # the plan checks the columns of top-level tables only (validate_against)
+        with paused_gc():
+            tables = list_tables(conn, schema, with_sizes=False, child_columns=False)
     except Exception as exc:  # psycopg2.Error: keep psycopg2 optional at import time
         if exc.__class__.__module__.split('.', maxsplit=1)[0] != 'psycopg2':
             raise
@@ -156,7 +158,8 @@ def plan_manifest(conn, plan: TablePlan, schema: str = 'public') -> ManifestPlan
                              % (schema, ' '.join(str(exc).split())))
     if not tables:
         raise MigrationError("schema '%s' of the source database has no tables" % schema)
-    return build_manifest_plan(tables, plan)
+    with paused_gc():
+        return build_manifest_plan(tables, plan)
 
 
 def check_unclassified(manifest_plan: ManifestPlan, unclassified: str = 'error') -> None:
