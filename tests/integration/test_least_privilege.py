@@ -148,3 +148,38 @@ def test_recopy_needs_delete_and_select_on_the_target(least):
     res = _migrate(least, '--recopy', 'child_health_monthly_2020-01-01')
     assert res.returncode == 0, res.stdout + res.stderr
     assert least.tgt_sql('SELECT count(*) FROM child_health_monthly WHERE id = 99').strip() == '1'
+
+
+@pytest.fixture
+def least_citus(citus_dbs, tmp_path):
+    dbs = citus_dbs
+    load_nasty(dbs, rows=20)
+    dbs.tgt_sql("SELECT create_distributed_table('child_health_monthly', 'id')")
+    dbs.reader, dbs.writer = _roles(dbs, 'citus%d' % (abs(hash(str(tmp_path))) % 10 ** 6))
+    # the coordinator reaches the workers as the copying role: its password for those
+    # connections (docs/copy-engine.md, "Least privilege")
+    dbs.tgt_sql("INSERT INTO pg_dist_authinfo (nodeid, rolename, authinfo) "
+                "VALUES (0, '%s', 'password=%s')" % (dbs.writer, WRITER_PW))
+    dbs.manifest = make_old_manifest(str(tmp_path / 'm.db'), MANIFEST_ROWS)
+    yield dbs
+    dbs.source_server.psql('DROP OWNED BY %s CASCADE' % dbs.reader, dbs.source_db)
+    dbs.source_server.psql('REVOKE ALL ON DATABASE %s FROM %s' % (dbs.source_db, dbs.reader))
+    dbs.source_server.psql('DROP ROLE %s' % dbs.reader)
+
+
+@pytest.mark.citus
+def test_documented_grants_are_enough_on_citus(least_citus):
+    """The same grants on a Citus coordinator: INSERT reaches the shards of a distributed
+    table (Citus propagates the grant), the ledger schema is created by the copying role."""
+    dbs = least_citus
+    res = _migrate(dbs, '--parallel', '2')
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert fingerprint(dbs.tgt_sql, 'child_health_monthly') == union_fingerprint(
+        dbs.src_sql, ['child_health_monthly', 'child_health_monthly_2020-01-01',
+                      'child_health_monthly_2020-02-01'])
+    for table in ('agg_awc', 'agg_awc_2020-01-01_1', 'agg_awc_2020-02-01_1'):
+        assert fingerprint(dbs.tgt_sql, table) == fingerprint(dbs.src_sql, table)
+    assert set(manifest_flags(dbs.manifest).values()) == {(1, None)}
+    owner = dbs.tgt_sql("SELECT nspowner::regrole FROM pg_namespace "
+                        "WHERE nspname = 'icds_citus_migration'").strip()
+    assert owner == dbs.writer

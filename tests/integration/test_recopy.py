@@ -163,3 +163,29 @@ def test_recopy_through_the_module(copied):
     assert drift(copied, copied.manifest) == []
     again = run_module('migrate_tables', _module_args(copied, copied.manifest, recopy_drifted=True))
     assert again['changed'] is False and again['selected'] == 0
+
+
+@pytest.mark.citus
+def test_recopy_drifted_into_distributed_and_reference_tables(citus_dbs, tmp_path):
+    """On Citus the slice of a distributed parent is deleted and re-copied across shards in
+    one distributed transaction; a reference table is replaced on every node."""
+    dbs = citus_dbs
+    load_nasty(dbs, rows=60)
+    dbs.tgt_sql("SELECT create_distributed_table('child_health_monthly', 'id')")
+    dbs.tgt_sql("SELECT create_reference_table('%s')"
+                % WEIRD.replace("'", "''").replace('"', '""').join('""'))
+    dbs.manifest = make_old_manifest(str(tmp_path / 'm.db'), MANIFEST_ROWS)
+    res = run_cli(['migrate', '--yes', '--parallel', '2'] + cli_conn_args(dbs) + [dbs.manifest])
+    assert res.returncode == 0, res.stdout + res.stderr
+    sibling = fingerprint(dbs.tgt_sql, 'child_health_monthly', SLICE2)
+    _write_after_the_copy(dbs)
+    assert drift(dbs, dbs.manifest) == sorted([WEIRD, CHILD1, 'agg_awc_2020-02-01_1'])
+    res = run_cli(['migrate', '--yes', '--recopy-drifted', '--parallel', '2'] + cli_conn_args(dbs)
+                  + [dbs.manifest])
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert '3 re-copied, 0 errored' in res.stdout
+    assert drift(dbs, dbs.manifest) == []
+    assert fingerprint(dbs.tgt_sql, 'child_health_monthly', SLICE1) == fingerprint(dbs.src_sql, CHILD1)
+    assert fingerprint(dbs.tgt_sql, 'child_health_monthly', SLICE2) == sibling
+    assert fingerprint(dbs.tgt_sql, WEIRD) == fingerprint(dbs.src_sql, WEIRD)
+    assert ledger_rows(dbs) == sorted(r[0] for r in MANIFEST_ROWS)
