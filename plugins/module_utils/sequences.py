@@ -15,7 +15,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Collection, Dict, Iterable, List, Optional, Set, Tuple
 
 try:
     from psycopg2 import sql
@@ -103,8 +103,9 @@ class SequenceChange:
 class SequencePlan:
     changes: List[SequenceChange]
     in_step: List[str]           # 'table.column': already at or past the source
-    missing_on_target: List[str]  # 'table.column': no owned sequence on the target
+    missing_on_target: List[str]  # 'table.column': the table is there, no owned sequence
     unused_on_source: List[str]   # 'table.column': the source sequence was never used
+    not_on_target: List[str]      # 'table.column': the table is not on the target (not migrated)
 
 
 def read_owned_sequences(conn, schema: str = 'public',
@@ -133,13 +134,29 @@ def _behind(target: OwnedSequence, source_last: int) -> bool:
     return nxt < wanted if target.increment > 0 else nxt > wanted
 
 
-def plan_sequence_sync(source: Dict[Key, OwnedSequence],
-                       target: Dict[Key, OwnedSequence]) -> SequencePlan:
-    """Which target sequences to move (pure: no database)."""
-    plan = SequencePlan([], [], [], [])
+def read_table_names(conn, schema: str = 'public') -> Set[str]:
+    """Names of the tables (plain and partitioned) of ``schema``."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+                    "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind IN ('r', 'p')",
+                    (schema,))
+        names = {r[0] for r in cur.fetchall()}
+    if not conn.autocommit:
+        conn.rollback()
+    return names
+
+
+def plan_sequence_sync(source: Dict[Key, OwnedSequence], target: Dict[Key, OwnedSequence],
+                       target_tables: Optional[Collection[str]] = None) -> SequencePlan:
+    """Which target sequences to move (pure: no database). With ``target_tables``, a source
+    table absent from the target (one the table plan leaves out) is listed apart."""
+    plan = SequencePlan([], [], [], [], [])
     for key in sorted(source):
         src = source[key]
         label = '%s.%s' % key
+        if target_tables is not None and key[0] not in target_tables:
+            plan.not_on_target.append(label)
+            continue
         if src.last_value is None:
             plan.unused_on_source.append(label)
             continue

@@ -75,7 +75,14 @@ in_step:
   type: list
   elements: str
 missing_on_target:
-  description: C(table.column) of source sequences with no owned sequence on the target (left alone).
+  description:
+    - C(table.column) of source sequences whose table is on the target without an owned
+      sequence for that column (left alone; worth a look).
+  returned: always
+  type: list
+  elements: str
+not_on_target:
+  description: C(table.column) of source sequences whose table is not on the target (not migrated).
   returned: always
   type: list
   elements: str
@@ -93,7 +100,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.pg_module imp
     fail_json_on_error, postgres_module,
 )
 from ansible_collections.icds.citus_migration.plugins.module_utils.sequences import (
-    apply_sequence_sync, plan_sequence_sync, read_owned_sequences,
+    apply_sequence_sync, plan_sequence_sync, read_owned_sequences, read_table_names,
 )
 
 
@@ -104,17 +111,19 @@ def main():
     ))
     p = module.params
     result = dict(changed=False, changed_sequences=[], in_step=[], missing_on_target=[],
-                  unused_on_source=[])
+                  unused_on_source=[], not_on_target=[])
     with fail_json_on_error(module, result, unexpected=True):
         with connection_pair(*source_target_from_module_options(p)) as (src, tgt):
             plan = plan_sequence_sync(read_owned_sequences(src, p['schema'], p['tables']),
-                                      read_owned_sequences(tgt, p['schema'], p['tables']))
+                                      read_owned_sequences(tgt, p['schema'], p['tables']),
+                                      read_table_names(tgt, p['schema']))
             moved = plan.changes
             if plan.changes and not module.check_mode:
                 moved = apply_sequence_sync(tgt, plan.changes, p['schema'])
         result.update(changed=bool(moved), changed_sequences=[c.as_dict() for c in moved],
                       in_step=plan.in_step, missing_on_target=plan.missing_on_target,
-                      unused_on_source=plan.unused_on_source)
+                      unused_on_source=plan.unused_on_source,
+                      not_on_target=plan.not_on_target)
         if moved:
             result['diff'] = dict(
                 before=''.join('%s: %s\n' % (c.sequence, c.target_last_value) for c in moved),

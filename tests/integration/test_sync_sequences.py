@@ -40,6 +40,9 @@ def _setup(dbs, distribute=False):
     dbs.src_sql('CREATE TABLE "seq-missing" (id serial, v text)')
     dbs.src_sql('INSERT INTO "seq-missing" (v) VALUES (\'x\')')
     dbs.tgt_sql('CREATE TABLE "seq-missing" (id int, v text)')
+    # a table the plan leaves out: on the source only
+    dbs.src_sql('CREATE TABLE "seq-source-only" (id serial, v text)')
+    dbs.src_sql('INSERT INTO "seq-source-only" (v) VALUES (\'x\')')
     if distribute:
         dbs.tgt_sql("SELECT create_distributed_table('\"seq-serial\"', 'id')")
     for table, _, _ in TABLES:
@@ -71,6 +74,7 @@ def _check_sync(dbs):
     assert first['in_step'] == ['seq-ahead.id', 'seq-restarted.id']
     assert first['missing_on_target'] == ['seq-missing.id']
     assert first['unused_on_source'] == ['seq-unused.id']
+    assert first['not_on_target'] == ['seq-source-only.id']
     # the first insert on the target after the cutover gets a fresh id
     assert _next_id(dbs, 'seq-serial') == 51
     assert _next_id(dbs, 'seq-ident') == 31

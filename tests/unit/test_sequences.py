@@ -55,3 +55,12 @@ def test_restarted_but_never_called_target_is_in_step():
     plan = plan_sequence_sync(source, target)
     assert plan.in_step == ['restarted.id']
     assert [c.table for c in plan.changes] == ['short']
+
+
+def test_tables_not_on_the_target_are_listed_apart():
+    source = merged(seq('migrated', 5), seq('ignored', 9), seq('no-seq', 3))
+    target = seq('migrated', 1)
+    plan = plan_sequence_sync(source, target, target_tables={'migrated', 'no-seq'})
+    assert [c.table for c in plan.changes] == ['migrated']
+    assert plan.not_on_target == ['ignored.id']
+    assert plan.missing_on_target == ['no-seq.id']
