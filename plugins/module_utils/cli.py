@@ -216,6 +216,19 @@ def _ask(question: str) -> bool:
     return answer.strip() == 'yes'
 
 
+def _confirmed_run(run, args: argparse.Namespace, question: str, verb: str):
+    """``run.run()`` once the operator said yes (unless --yes), asking per table with
+    --confirm; None when declined ('Aborted.' printed)."""
+    if not args.yes and not _ask(question):
+        echo('Aborted.')
+        return None
+    confirm = None
+    if args.confirm:
+        def confirm(row):
+            return _ask('%s %s -> %s? [yes / no]' % (verb, row.source_table, row.target))
+    return run.run(confirm)
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     options = RunOptions(parallel=args.parallel, stop_on_error=not args.no_stop_on_error,
                          retry_errors=args.retry_errors, start_date=args.start_date,
@@ -250,14 +263,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
                 echo(json.dumps({'selected': 0, 'copied': 0, 'already_copied': 0, 'errored': 0,
                                  'stopped_early': False, 'elapsed_s': 0.0, 'tables': []}, indent=2))
             return EXIT_OK
-        if not args.yes and not _ask('Preparing to migrate %d tables. [yes / no]' % len(rows)):
-            echo('Aborted.')
+        report = _confirmed_run(run, args, 'Preparing to migrate %d tables. [yes / no]'
+                                % len(rows), 'Migrate')
+        if report is None:
             return EXIT_FAILED
-        confirm = None
-        if args.confirm:
-            def confirm(row):
-                return _ask('Migrate %s -> %s? [yes / no]' % (row.source_table, row.target))
-        report = run.run(confirm)
     finally:
         run.close()
     if args.json:
@@ -295,15 +304,10 @@ def cmd_recopy(args: argparse.Namespace, options: RunOptions) -> int:
         if not items:
             echo('Nothing to re-copy: every migrated table matches the source.')
             return EXIT_OK
-        if not args.yes and not _ask('Preparing to re-copy %d tables, replacing their rows on '
-                                     'the target. [yes / no]' % len(items)):
-            echo('Aborted.')
+        report = _confirmed_run(run, args, 'Preparing to re-copy %d tables, replacing their '
+                                'rows on the target. [yes / no]' % len(items), 'Re-copy')
+        if report is None:
             return EXIT_FAILED
-        confirm = None
-        if args.confirm:
-            def confirm(row):
-                return _ask('Re-copy %s -> %s? [yes / no]' % (row.source_table, row.target))
-        report = run.run(confirm)
     finally:
         run.close()
     for result in report.results:

@@ -43,7 +43,8 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.manifest impo
 from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import (
     ConnParams, connect, connection_pair)
 from ansible_collections.icds.citus_migration.plugins.module_utils.table_copy import (
-    ByteCounter, CopyFailed, CopyTask, abort_target, copy_statements, resolve, stream_copy)
+    ByteCounter, CopyFailed, CopyTask, abort_target, configure_target_transaction, copy_and_record,
+    copy_statements, resolve)
 
 
 @dataclass
@@ -146,20 +147,12 @@ def recopy_one(src_conn, tgt_conn, item: RecopyItem, options: RunOptions, source
     schema = options.ledger_schema
     tcur = tgt_conn.cursor()
     try:
-        tcur.execute('SET LOCAL synchronous_commit TO on')
+        configure_target_transaction(tcur, task)
         ledger.try_lock(tcur, source_id, row.source_table, '', wait=True)
         tcur.execute(item.delete_statement(options.target_schema))
         ledger.forget_table(tcur, schema, source_id, row.source_table)
-        if mapping.source_partitioned:
-            src_rows = tgt_rows = 0
-        else:
-            src_rows, tgt_rows = stream_copy(src_conn, tcur, copy_out, copy_in, counter)
-        if src_rows is not None and tgt_rows is not None and src_rows != tgt_rows:
-            raise CopyFailed('row count mismatch: source sent %d rows, target received %d'
-                             % (src_rows, tgt_rows))
-        rows = tgt_rows if tgt_rows is not None else src_rows
-        ledger.record(tcur, schema, source_id, row.source_table, row.target, rows,
-                      counter.value, runner)
+        rows = copy_and_record(src_conn, tcur, task, mapping, (copy_out, copy_in), counter,
+                               schema, source_id, runner)
         tgt_conn.commit()
     except BaseException as exc:
         failed = abort_target(tgt_conn, exc)

@@ -222,12 +222,7 @@ def copy_table(src_conn, tgt_conn, task: CopyTask, source_id: str, runner: str,
     copy_out, copy_in = copy_statements(task, mapping, partitioned)
     tcur = tgt_conn.cursor()
     try:
-        # The manifest is marked migrated once the commit returns: the commit must be
-        # durable then, even on a target running with synchronous_commit = off (a crash
-        # would otherwise lose a table the manifest says is copied).
-        settings = (('synchronous_commit', 'on'),) + tuple(task.target_settings)
-        tcur.execute('SELECT ' + ', '.join(['set_config(%s, %s, true)'] * len(settings)),
-                     [v for pair in settings for v in pair])
+        configure_target_transaction(tcur, task)
         if not ledger.try_lock(tcur, source_id, task.source_table, task.part, wait=wait_for_lock):
             tgt_conn.rollback()
             return CopyOutcome('busy')
@@ -240,16 +235,8 @@ def copy_table(src_conn, tgt_conn, task: CopyTask, source_id: str, runner: str,
                                                task.source_table) is not None:
             tgt_conn.rollback()
             return CopyOutcome('split')
-        if mapping.source_partitioned:
-            src_rows = tgt_rows = 0  # its partitions are copied as rows of their own
-        else:
-            src_rows, tgt_rows = stream_copy(src_conn, tcur, copy_out, copy_in, counter)
-        if src_rows is not None and tgt_rows is not None and src_rows != tgt_rows:
-            raise CopyFailed('row count mismatch: source sent %d rows, target received %d'
-                             % (src_rows, tgt_rows))
-        rows = tgt_rows if tgt_rows is not None else src_rows
-        ledger.record(tcur, ledger_schema, source_id, task.source_table, task.target_table,
-                      rows, counter.value, runner, task.part)
+        rows = copy_and_record(src_conn, tcur, task, mapping, (copy_out, copy_in), counter,
+                               ledger_schema, source_id, runner)
         _fault('before_target_commit')
         tgt_conn.commit()
     except BaseException as exc:
@@ -258,6 +245,35 @@ def copy_table(src_conn, tgt_conn, task: CopyTask, source_id: str, runner: str,
         tcur.close()
     _fault('after_target_commit')
     return CopyOutcome('copied', rows, counter.value, time.monotonic() - started, mapping.binary)
+
+
+def configure_target_transaction(tcur, task: CopyTask) -> None:
+    """SET LOCAL, in one round trip, what every copy transaction needs plus the task's own
+    settings. The manifest is marked migrated once the commit returns: the commit must be
+    durable then, even on a target running with synchronous_commit = off (a crash would
+    otherwise lose a table the manifest says is copied)."""
+    settings = (('synchronous_commit', 'on'),) + tuple(task.target_settings)
+    tcur.execute('SELECT ' + ', '.join(['set_config(%s, %s, true)'] * len(settings)),
+                 [v for pair in settings for v in pair])
+
+
+def copy_and_record(src_conn, tcur, task: CopyTask, mapping: ColumnMapping, statements,
+                    counter: ByteCounter, ledger_schema: str, source_id: str,
+                    runner: str) -> Optional[int]:
+    """Stream the task's rows (``statements``: from copy_statements) into the open target
+    transaction, check that both sides counted the same rows and write the ledger row;
+    returns the rows copied."""
+    if mapping.source_partitioned:
+        src_rows = tgt_rows = 0  # its partitions are copied as rows of their own
+    else:
+        src_rows, tgt_rows = stream_copy(src_conn, tcur, statements[0], statements[1], counter)
+    if src_rows is not None and tgt_rows is not None and src_rows != tgt_rows:
+        raise CopyFailed('row count mismatch: source sent %d rows, target received %d'
+                         % (src_rows, tgt_rows))
+    rows = tgt_rows if tgt_rows is not None else src_rows
+    ledger.record(tcur, ledger_schema, source_id, task.source_table, task.target_table,
+                  rows, counter.value, runner, task.part)
+    return rows
 
 
 def abort_target(tgt_conn, exc: BaseException) -> BaseException:

@@ -5,7 +5,6 @@ statement_timeout on the target role, a full target tablespace. After each, a re
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import tempfile
 import time
@@ -16,7 +15,7 @@ from tests.faults.common import (
     BIG, check_final, check_truthful, manifest_state, query, recorded, release_throttle,
     throttle_big, unthrottle, wait_for_backends_gone, wait_for_target_copy)
 from tests.fixtures.pg_cluster import SUPERUSER
-from tests.integration.copy_helpers import cli_conn_args, run_cli
+from tests.integration.copy_helpers import cli_conn_args, last_error, run_cli
 
 
 def _start(pair, *extra, args=None, env=None):
@@ -31,17 +30,26 @@ def _rerun(pair, *extra, args=None, env=None):
     return res
 
 
-def _facts(path: str, table: str):
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute('SELECT f.last_error, f.last_sqlstate FROM tables t JOIN table_facts f '
-                            'ON f.table_id = t.id WHERE t.source_table = ?', (table,)).fetchone()
-    finally:
-        conn.close()
-
-
 def _no_traceback(err: str) -> None:
     assert 'Traceback' not in err, err
+
+
+def _first_run_failed(proc, entry) -> None:
+    """The faulted run ended with exit status 1 and a readable error, no traceback."""
+    out, err = proc.communicate(timeout=300)
+    entry['first_rc'] = proc.returncode
+    _no_traceback(err)
+    assert proc.returncode == 1, (out, err)
+
+
+def _recover(world, pair, entry) -> None:
+    """Once the runner is gone: the manifest tells the truth, and an unthrottled re-run
+    leaves the target equal to the source."""
+    wait_for_backends_gone(pair)
+    entry.update(check_truthful(world, pair))
+    unthrottle(pair)
+    _rerun(pair, '--parallel', '2')
+    check_final(world, pair)
 
 
 @pytest.mark.slow
@@ -58,19 +66,12 @@ def test_server_restart_mid_copy(world, pair, side, mode):
         server.restart(mode)
         server.wait_ready()
         release_throttle(pair)  # the fault has landed: let the target drain its input quickly
-        out, err = proc.communicate(timeout=300)
-        entry['first_rc'] = proc.returncode
-        _no_traceback(err)
-        assert proc.returncode == 1, (out, err)
+        _first_run_failed(proc, entry)
         assert manifest_state(pair.manifest)[BIG] == (None, 1)
-        message, _sqlstate = _facts(pair.manifest, BIG)
+        message, _sqlstate = last_error(pair.manifest, BIG)
         entry['error'] = message
         assert message.startswith(side + ':') or 'cannot connect' in message, message
-        wait_for_backends_gone(pair)
-        entry.update(check_truthful(world, pair))
-        unthrottle(pair)
-        _rerun(pair, '--parallel', '2')
-        check_final(world, pair)
+        _recover(world, pair, entry)
 
 
 @pytest.mark.slow
@@ -85,18 +86,11 @@ def test_target_gone_for_a_while(world, pair):
         time.sleep(3)
         world.target_server.start()
         world.target_server.wait_ready()
-        out, err = proc.communicate(timeout=300)
-        entry['first_rc'] = proc.returncode
-        _no_traceback(err)
-        assert proc.returncode == 1, (out, err)
+        _first_run_failed(proc, entry)
         errored = [t for t, f in manifest_state(pair.manifest).items() if f[1]]
         entry['errored'] = errored
         assert BIG in errored
-        wait_for_backends_gone(pair)
-        entry.update(check_truthful(world, pair))
-        unthrottle(pair)
-        _rerun(pair, '--parallel', '2')
-        check_final(world, pair)
+        _recover(world, pair, entry)
 
 
 @pytest.mark.slow
@@ -117,7 +111,7 @@ def test_statement_timeout_on_the_target_role(world, pair):
             entry['first_rc'] = res.returncode
             _no_traceback(res.stderr)
             assert res.returncode == 1, res.stdout + res.stderr
-            message, sqlstate = _facts(pair.manifest, BIG)
+            message, sqlstate = last_error(pair.manifest, BIG)
             entry['error'] = message
             assert sqlstate == '57014' and 'statement timeout' in message, message
             with open(pair.manifest + '.errors.jsonl') as handle:
@@ -164,7 +158,7 @@ def test_full_tablespace(world, pair, tiny_tablespace):
             entry['first_rc'] = res.returncode
             _no_traceback(res.stderr)
             assert res.returncode == 1, res.stdout + res.stderr
-            message, sqlstate = _facts(pair.manifest, BIG)
+            message, sqlstate = last_error(pair.manifest, BIG)
             entry['error'] = message
             assert sqlstate == '53100' and 'No space left on device' in message, message
             flags = manifest_state(pair.manifest)

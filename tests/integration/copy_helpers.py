@@ -96,6 +96,16 @@ def manifest_flags(path: str) -> Dict[str, Tuple[Optional[int], Optional[int]]]:
     return out
 
 
+def last_error(path: str, table: str) -> Optional[Tuple[Optional[str], Optional[str]]]:
+    """(last error message, SQLSTATE) the manifest records for ``table``."""
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute('SELECT f.last_error, f.last_sqlstate FROM tables t JOIN table_facts f '
+                            'ON f.table_id = t.id WHERE t.source_table = ?', (table,)).fetchone()
+    finally:
+        conn.close()
+
+
 def fingerprint(sql_fn, table: str, where: str = '', columns: str = '') -> str:
     """count and md5 of the rows in a stable order: equal fingerprints mean equal rows.
     ``columns``: only these columns (a target with extra columns against its source)."""

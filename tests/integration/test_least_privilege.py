@@ -1,12 +1,11 @@
 """The engine under roles holding exactly the grants of docs/copy-engine.md ("Least
 privilege"); each grant removed in turn gives an error naming what is missing."""
 
-import sqlite3
 
 import pytest
 
 from tests.integration.copy_helpers import (
-    MANIFEST_ROWS, fingerprint, load_nasty, make_old_manifest, manifest_flags, run_cli,
+    MANIFEST_ROWS, fingerprint, last_error, load_nasty, make_old_manifest, manifest_flags, run_cli,
     union_fingerprint)
 
 READER_PW, WRITER_PW = 'Reader-pw-1x', 'Writer-pw-2y'
@@ -56,15 +55,6 @@ def _migrate(dbs, *extra):
                    env={'SRC_PW': READER_PW, 'TGT_PW': WRITER_PW})
 
 
-def _last_error(path, table):
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute('SELECT f.last_error, f.last_sqlstate FROM tables t JOIN table_facts f '
-                            'ON f.table_id = t.id WHERE t.source_table = ?', (table,)).fetchone()
-    finally:
-        conn.close()
-
-
 def test_documented_grants_are_enough(least):
     res = _migrate(least, '--parallel', '2')
     assert res.returncode == 0, res.stdout + res.stderr
@@ -93,7 +83,7 @@ def test_missing_table_grant_names_table_and_privilege(least, side, revoke, tabl
     sql_fn(revoke.format(role=role))
     res = _migrate(least, '--no-stop-on-error')
     assert res.returncode == 1, res.stdout + res.stderr
-    assert _last_error(least.manifest, table) == (expected, '42501')
+    assert last_error(least.manifest, table) == (expected, '42501')
     assert 'ERROR %s -> %s: %s' % (table, table, expected) in res.stdout
     flags = manifest_flags(least.manifest)
     assert [t for t, f in flags.items() if f != (1, None)] == [table]
@@ -105,7 +95,7 @@ def test_missing_schema_usage(least, side):
     sql_fn('REVOKE USAGE ON SCHEMA public FROM %s' % role)
     res = _migrate(least)
     assert res.returncode == 1, res.stdout + res.stderr
-    message, sqlstate = _last_error(least.manifest, MANIFEST_ROWS[0][0])
+    message, sqlstate = last_error(least.manifest, MANIFEST_ROWS[0][0])
     assert sqlstate == '42501'
     assert message == '%s: permission denied for schema public (the %s role needs USAGE on it)' % (
         side, side)
