@@ -1,6 +1,7 @@
 """Secrets and TLS: passwords never in process lists, outputs, the manifest, the error log
 or module results; TLS options (up to verify-full with a CA) reach every connection."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -9,6 +10,7 @@ import time
 
 import pytest
 
+from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import connect
 from tests.fixtures.pg_cluster import PgServer
 from tests.fixtures.postgres import DbPair
 from tests.integration.copy_helpers import (
@@ -41,6 +43,30 @@ class PsSampler:
         self._stop.set()
         self._thread.join()
 
+    def saw(self, needle: str) -> bool:
+        return any(needle in s for s in list(self.samples))
+
+
+@contextlib.contextmanager
+def in_flight_until_seen(dbs, ps: PsSampler, needle: str, timeout: float = 60.0):
+    """Keep a run in flight until ``ps`` has seen it.
+
+    A lock on a target table the run must write makes the run wait there; on leaving the
+    block we wait (up to ``timeout``) for a ps sample naming ``needle``, then release the
+    lock. Without it a fast run could finish between two samples and the "passwords never
+    in the process list" check would have looked at nothing.
+    """
+    conn = connect(dbs.target)
+    try:
+        conn.cursor().execute('LOCK TABLE "agg_awc" IN ACCESS EXCLUSIVE MODE')
+        yield
+        deadline = time.monotonic() + timeout
+        while not ps.saw(needle) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        conn.rollback()
+        conn.close()
+
 
 @pytest.fixture
 def secured(dbs, tmp_path):
@@ -69,12 +95,12 @@ def test_cli_passwords_never_leak(secured):
     args += ['--source-password-env', 'SRC_PW', '--target-password-env', 'TGT_PW']
     env = {'SRC_PW': SRC_PW, 'TGT_PW': TGT_PW}
     with PsSampler() as ps:
-        proc = run_cli(['migrate', '--yes', '--no-stop-on-error', '--parallel', '2', '-v']
-                       + args + [secured.manifest], env=env, background=True)
+        with in_flight_until_seen(secured, ps, 'migrate_tables'):
+            proc = run_cli(['migrate', '--yes', '--no-stop-on-error', '--parallel', '2', '-v']
+                           + args + [secured.manifest], env=env, background=True)
         out, err = proc.communicate(timeout=300)
     assert proc.returncode == 1, out + err  # the one table made to fail
-    seen = [s for s in ps.samples if 'migrate_tables' in s]
-    assert seen, 'ps never saw the run in flight'
+    assert ps.saw('migrate_tables'), 'ps never saw the run in flight'
     _assert_no_secret(out, err, *ps.samples)
     assert manifest_flags(secured.manifest)['agg_awc_2020-02-01_1'] == (None, 1)
     log = open(secured.manifest + '.errors.jsonl').read()
@@ -110,11 +136,12 @@ def test_module_passwords_never_leak(secured):
         worker = threading.Thread(target=lambda: result.update(run=run_module(
             'migrate_tables', _module_args(secured, secured.manifest, parallel=2,
                                            stop_on_error=False))))
-        worker.start()
+        with in_flight_until_seen(secured, ps, 'migrate_tables'):
+            worker.start()
         worker.join(300)
     res = result['run']
     assert res['failed'] and res['errored'] == 1 and res['copied'] == 6, res
-    assert any('migrate_tables' in s for s in ps.samples), 'ps never saw the module in flight'
+    assert ps.saw('migrate_tables'), 'ps never saw the module in flight'
     _assert_no_secret(res.stdout, res.stderr, json.dumps(res), *ps.samples)
     _assert_no_secret(open(secured.manifest + '.errors.jsonl').read())
     # through the ansible command line: the invocation is masked, the output clean
