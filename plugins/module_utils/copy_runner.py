@@ -63,6 +63,15 @@ DEFAULT_SPLIT_THRESHOLD = 1 << 30
 # Tables below this size are written through one connection per worker (benchmarks/README.md).
 DEFAULT_SMALL_TABLE_THRESHOLD = 64 << 20
 SMALL_TABLE_SETTINGS = (('citus.max_adaptive_executor_pool_size', '1'),)
+
+
+def small_table_settings(target_is_citus: bool, size: int, threshold: int,
+                         part: str = '') -> tuple:
+    """The target settings for one copy: one connection per worker for a whole table under
+    ``threshold`` bytes on Citus (a small COPY otherwise opens a connection per shard)."""
+    if target_is_citus and not part and size < threshold:
+        return SMALL_TABLE_SETTINGS
+    return ()
 _SIZE_RE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?\s*$', re.IGNORECASE)
 _UNITS = {'': 1, 'k': 1 << 10, 'm': 1 << 20, 'g': 1 << 30, 't': 1 << 40, 'p': 1 << 50}
 
@@ -321,14 +330,10 @@ class MigrationRun:
         return problems
 
     def task_for(self, row: ManifestRow, part: str = '') -> CopyTask:
-        settings = SMALL_TABLE_SETTINGS if self._small_on_citus(row, part) else ()
+        settings = small_table_settings(self.target_is_citus, self.estimates.get(row.id, (0, 0))[1],
+                                        self.options.small_table_threshold, part)
         return CopyTask(row.source_table, row.target, self.options.source_schema,
                         self.options.target_schema, part, settings)
-
-    def _small_on_citus(self, row: ManifestRow, part: str) -> bool:
-        """A whole table below the small-table threshold, copied into a Citus target."""
-        size = self.estimates.get(row.id, (0, 0))[1]
-        return self.target_is_citus and not part and size < self.options.small_table_threshold
 
     def wants_split(self, row: ManifestRow) -> bool:
         """Over the size threshold (bytes on disk of the source table) and more than one part."""

@@ -22,7 +22,7 @@ __metaclass__ = type
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 try:
     from psycopg2 import sql
@@ -30,10 +30,12 @@ except ImportError:  # pragma: no cover - modules report the missing library
     sql = None
 
 from ansible_collections.icds.citus_migration.plugins.module_utils import compare, ledger
+from ansible_collections.icds.citus_migration.plugins.module_utils.citus_catalog import (
+    citus_version)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy_columns import (
     read_columns_many)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy_runner import (
-    RunOptions, RunReport, TableResult, runner_label, source_identity)
+    RunOptions, RunReport, TableResult, runner_label, small_table_settings, source_identity)
 from ansible_collections.icds.citus_migration.plugins.module_utils.error_log import (
     append_error, default_error_log)
 from ansible_collections.icds.citus_migration.plugins.module_utils.errors import (
@@ -42,6 +44,8 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.manifest impo
     Manifest, ManifestRow, utc_now)
 from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import (
     ConnParams, connect, connection_pair)
+from ansible_collections.icds.citus_migration.plugins.module_utils.source_stats import (
+    table_estimates)
 from ansible_collections.icds.citus_migration.plugins.module_utils.table_copy import (
     ByteCounter, CopyFailed, CopyTask, abort_target, configure_target_transaction, copy_and_record,
     copy_statements, resolve)
@@ -56,6 +60,11 @@ class RecopyItem:
     predicate: Optional[str] = None  # target rows of the slice; None: all of the table
     only: bool = True  # DELETE FROM ONLY
     error: Optional[str] = None
+    target_settings: Tuple[Tuple[str, str], ...] = ()  # as the copy of this table would get
+
+    def task(self, options: RunOptions) -> CopyTask:
+        return CopyTask(self.row.source_table, self.row.target, options.source_schema,
+                        options.target_schema, target_settings=self.target_settings)
 
     def delete_statement(self, target_schema: str) -> 'sql.Composed':
         # the predicate is a CHECK expression from the source catalog (columns only), as in
@@ -141,7 +150,7 @@ def recopy_one(src_conn, tgt_conn, item: RecopyItem, options: RunOptions, source
     row = item.row
     counter = counter or ByteCounter()
     started = time.monotonic()
-    task = CopyTask(row.source_table, row.target, options.source_schema, options.target_schema)
+    task = item.task(options)
     mapping, partitioned = resolve(src_conn, tgt_conn, task)
     copy_out, copy_in = copy_statements(task, mapping, partitioned)
     schema = options.ledger_schema
@@ -202,6 +211,7 @@ class RecopyRun:
                          if r.id not in seen]
                 rows.sort(key=lambda r: r.id)
             self.items = plan_recopy(src, tgt, rows, all_rows, self.options) if rows else []
+            self._small_tables_on_citus(src, tgt)
             problems = [i.error for i in self.items if i.error]
             if problems and self.options.stop_on_error and not readonly:
                 raise SelectionError('%d of %d tables cannot be re-copied, nothing was '
@@ -210,6 +220,19 @@ class RecopyRun:
             if self.items and not readonly:
                 ledger.ensure_ledger(tgt, self.options.ledger_schema)
         return self.items
+
+    def _small_tables_on_citus(self, src, tgt) -> None:
+        """Give each item the settings its copy by ``migrate`` would get."""
+        on_citus = bool(self.items) and citus_version(tgt) is not None
+        tgt.rollback()
+        if not on_citus:
+            return
+        sizes = table_estimates(src, [i.row.source_table for i in self.items],
+                                self.options.source_schema)
+        for item in self.items:
+            item.target_settings = small_table_settings(
+                True, sizes.get(item.row.source_table, (0, 0))[1],
+                self.options.small_table_threshold)
 
     def dry_run(self) -> List[Dict[str, object]]:
         """The statements each re-copy would run, in its one target transaction."""
@@ -223,8 +246,7 @@ class RecopyRun:
                 if item.error:
                     entry['error'] = item.error
                 else:
-                    task = CopyTask(item.row.source_table, item.row.target,
-                                    self.options.source_schema, self.options.target_schema)
+                    task = item.task(self.options)
                     entry['delete'] = item.delete_statement(self.options.target_schema).as_string(src)
                     entry.update(self._copy_sql(src, task))
                 out.append(entry)

@@ -78,3 +78,12 @@ def test_small_tables_use_one_connection_per_worker(citus_dbs, tmp_path):
         assert fingerprint(dbs.tgt_sql, table, columns='id, note') == fingerprint(dbs.src_sql, table)
     assert dbs.tgt_sql('SELECT DISTINCT pool FROM "pool-small"').strip() == '1'
     assert dbs.tgt_sql('SELECT DISTINCT pool FROM "pool-big"').strip() == default
+    # a re-copy runs each table with the setting its first copy had
+    dbs.tgt_sql('UPDATE "pool-small" SET pool = NULL; UPDATE "pool-big" SET pool = NULL')
+    res = run_cli(['migrate', '--yes', '--small-table-threshold', '1MB'] + cli_conn_args(dbs)
+                  + [manifest, '--recopy', 'pool-small', 'pool-big'])
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert dbs.tgt_sql('SELECT DISTINCT pool FROM "pool-small"').strip() == '1'
+    assert dbs.tgt_sql('SELECT DISTINCT pool FROM "pool-big"').strip() == default
+    for table, _, _ in rows:
+        assert fingerprint(dbs.tgt_sql, table, columns='id, note') == fingerprint(dbs.src_sql, table)
