@@ -11,11 +11,11 @@ import time
 import pytest
 
 from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import connect
-from tests.fixtures.pg_cluster import PgServer
+from tests.fixtures.pg_cluster import CitusCluster, PgServer, citus_available, pg_bindir
 from tests.fixtures.postgres import DbPair
 from tests.integration.copy_helpers import (
-    MANIFEST_ROWS, cli_conn_args, fingerprint, load_nasty, make_old_manifest, manifest_flags,
-    run_cli)
+    MANIFEST_ROWS, WEIRD, cli_conn_args, fingerprint, load_nasty, make_old_manifest,
+    manifest_flags, run_cli, union_fingerprint)
 from tests.module_runner import run_adhoc, run_module
 
 SRC_PW, TGT_PW = 'Src-Secret-7f3a9', 'Tgt-Secret-c41d2'
@@ -166,20 +166,20 @@ def _make_ca(where, name):
     return os.path.join(where, name + '.pem')
 
 
-@pytest.fixture(scope='module')
-def tls(tmp_path_factory):
-    """A server with ssl=on (cert for IP 127.0.0.1 signed by a test CA) that rejects every
-    connection without TLS; a source and a target database on it; a second, unrelated CA."""
-    where = str(tmp_path_factory.mktemp('tls'))
-    ca = _make_ca(where, 'ca')
-    other_ca = _make_ca(where, 'other-ca')
+def _server_cert(where):
+    """server.pem / server.key for IP 127.0.0.1, signed by the CA in ``where``."""
     _openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1',
              '-keyout', 'server.key', '-out', 'server.csr', cwd=where)
     with open(os.path.join(where, 'san.ext'), 'w') as handle:
         handle.write('subjectAltName = IP:127.0.0.1\n')
     _openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key',
              '-CAcreateserial', '-days', '2', '-extfile', 'san.ext', '-out', 'server.pem', cwd=where)
-    server = PgServer('tls', extra_conf={'ssl': 'on'}).init()
+
+
+def _require_tls(server: PgServer, where: str) -> None:
+    """Give an initialised, stopped server the certificate from ``where``, ssl=on, and a
+    pg_hba.conf that rejects every TCP connection without TLS (postgres trusted over TLS,
+    everyone else by password)."""
     for name in ('server.pem', 'server.key'):
         target = os.path.join(server.datadir, name)
         with open(os.path.join(where, name), 'rb') as src, open(target, 'wb') as dst:
@@ -187,23 +187,35 @@ def tls(tmp_path_factory):
         os.chmod(target, 0o600)
         server._chown(target)
     with open(os.path.join(server.datadir, 'postgresql.auto.conf'), 'a') as handle:
-        handle.write("ssl_cert_file = 'server.pem'\nssl_key_file = 'server.key'\n")
+        handle.write("ssl = on\nssl_cert_file = 'server.pem'\nssl_key_file = 'server.key'\n")
     with open(os.path.join(server.datadir, 'pg_hba.conf'), 'w') as handle:
         handle.write('local all all trust\n'
                      'hostnossl all all 127.0.0.1/32 reject\n'
                      'hostssl all postgres 127.0.0.1/32 trust\n'
                      'hostssl all all 127.0.0.1/32 scram-sha-256\n')
+
+
+@pytest.fixture(scope='module')
+def tls(tmp_path_factory):
+    """A server with ssl=on (cert for IP 127.0.0.1 signed by a test CA) that rejects every
+    connection without TLS; a source and a target database on it; a second, unrelated CA."""
+    where = str(tmp_path_factory.mktemp('tls'))
+    ca = _make_ca(where, 'ca')
+    other_ca = _make_ca(where, 'other-ca')
+    _server_cert(where)
+    server = PgServer('tls').init()
+    _require_tls(server, where)
     server.start()
     server.psql("CREATE ROLE tls_user LOGIN SUPERUSER PASSWORD '%s'" % TGT_PW)
     try:
-        yield server, ca, other_ca
+        yield server, ca, other_ca, where
     finally:
         server.destroy()
 
 
 @pytest.fixture
 def tls_dbs(tls, tmp_path):
-    server, ca, other_ca = tls
+    server, ca, other_ca, _where = tls
     pair = DbPair(server, server, 'tls_src_%d' % id(tmp_path), 'tls_tgt_%d' % id(tmp_path))
     server.psql('CREATE DATABASE %s' % pair.source_db)
     server.psql('CREATE DATABASE %s' % pair.target_db)
@@ -262,3 +274,68 @@ def test_tls_verify_full_through_the_module(tls_dbs):
     res = run_module('migrate_tables', args(tls_dbs.ca, tls_dbs.ca))
     assert not res.get('failed') and res['copied'] == 7, res
     _assert_no_secret(res.stdout, res.stderr)
+
+
+@pytest.fixture(scope='module')
+def tls_citus(tls):
+    """A Citus coordinator (one worker) that, like the ``tls`` server, takes TLS only, with a
+    certificate from the same CA. The coordinator reaches its worker with Citus's own
+    node_conninfo (TLS when offered)."""
+    if not citus_available():
+        pytest.skip('citus extension is not installed in the PostgreSQL at %s: '
+                    'Citus tests skipped' % pg_bindir())
+    cluster = CitusCluster(workers=1)
+    _require_tls(cluster.coordinator.init(), tls[3])
+    cluster.coordinator.start()
+    for worker in cluster.workers:
+        worker.init().start()
+    try:
+        cluster.create_database('tls_cit')
+        # created in the Citus database, so Citus creates it on the worker too; and its
+        # password for the coordinator's own node connections (docs/copy-engine.md)
+        cluster.coordinator.psql("CREATE ROLE tls_user LOGIN SUPERUSER PASSWORD '%s'" % TGT_PW,
+                                 'tls_cit')
+        cluster.coordinator.psql("INSERT INTO pg_dist_authinfo (nodeid, rolename, authinfo) "
+                                 "VALUES (0, 'tls_user', 'password=%s')" % TGT_PW, 'tls_cit')
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.mark.citus
+def test_tls_verify_full_into_citus(tls, tls_citus, tmp_path):
+    """verify-full to a TLS-only Citus coordinator: the CLI and the module copy into a
+    distributed table (the rows reach the worker's shards), a wrong CA is refused by name."""
+    server = tls[0]
+    pair = DbPair(server, tls_citus.coordinator, 'tls_src_cit', 'tls_cit', citus=True)
+    server.psql('CREATE DATABASE %s' % pair.source_db)
+    try:
+        load_nasty(pair, rows=40)
+        pair.tgt_sql("SELECT create_distributed_table('child_health_monthly', 'id')")
+        env = {'PW': TGT_PW}
+        manifest = make_old_manifest(str(tmp_path / 'm.db'), MANIFEST_ROWS[:4])
+        bad = run_cli(['migrate', '--yes'] + _tls_args(pair, tls[1], tls[2]) + [manifest], env=env)
+        assert bad.returncode == 2 and 'cannot connect to the target' in bad.stderr
+        assert 'certificate verify failed' in bad.stderr
+        res = run_cli(['migrate', '--yes', '--parallel', '2'] + _tls_args(pair, tls[1], tls[1])
+                      + [manifest], env=env)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert fingerprint(pair.tgt_sql, 'child_health_monthly') == union_fingerprint(
+            pair.src_sql, ['child_health_monthly', 'child_health_monthly_2020-01-01',
+                           'child_health_monthly_2020-02-01'])
+        # the coordinator reached the worker's shards (over its own node connections)
+        on_shards = pair.tgt_sql("SELECT sum(result::bigint) FROM run_command_on_shards("
+                                 "'child_health_monthly', 'SELECT count(*) FROM %s')").strip()
+        assert on_shards == pair.tgt_sql('SELECT count(*) FROM child_health_monthly').strip() != '0'
+        # the module, through the shared connection options, copies the rest
+        conn = dict(login_host='127.0.0.1', login_user='tls_user', login_password=TGT_PW,
+                    ssl_mode='verify-full', ca_cert=tls[1])
+        out = run_module('migrate_tables', dict(
+            conn, login_port=tls_citus.coordinator.port, login_db=pair.target_db,
+            path=make_old_manifest(str(tmp_path / 'all.db'), MANIFEST_ROWS),
+            source=dict(conn, login_port=server.port, login_db=pair.source_db)))
+        assert not out.get('failed') and out['already_copied'] == 4 and out['copied'] == 3, out
+        for table in ('agg_awc', 'agg_awc_2020-01-01_1', WEIRD):
+            assert fingerprint(pair.tgt_sql, table) == fingerprint(pair.src_sql, table), table
+    finally:
+        server.psql('DROP DATABASE %s WITH (FORCE)' % pair.source_db)
