@@ -65,7 +65,8 @@ options:
       - Citus target only. A source table smaller than this on disk is written through one
         connection per worker instead of one per shard (C(citus.max_adaptive_executor_pool_size)
         is 1 for its transaction). Citus opens and closes a connection per shard for every
-        COPY, which costs a small table more than the parallel write gains.
+        COPY, which costs a small table more than the parallel write gains. Re-copies
+        (O(recopy), O(recopy_drifted)) follow the same rule.
       - A size such as V(64MB) (1024-based), or a number of bytes; V(0) turns it off.
     type: str
     default: 64MB
