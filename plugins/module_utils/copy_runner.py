@@ -107,24 +107,34 @@ class RunOptions:
     split_threshold: object = DEFAULT_SPLIT_THRESHOLD  # bytes, or a size text such as '1GB'
     split_parts: Optional[int] = None  # None: parallel
     small_table_threshold: object = DEFAULT_SMALL_TABLE_THRESHOLD  # bytes or size text; 0: off
+    # how errors name an option: 'cli' (--start-date) or 'module' (start_date)
+    option_style: str = 'cli'
+
+    def label(self, option: str) -> str:
+        """The name the user gave ``option`` under, for error messages."""
+        return option if self.option_style == 'module' else '--' + option.replace('_', '-')
 
     def validate(self) -> None:
         if not isinstance(self.parallel, int) or isinstance(self.parallel, bool) \
                 or self.parallel < 1 or self.parallel > MAX_PARALLEL:
-            raise SelectionError('--parallel must be a whole number from 1 to %d, got %r'
-                                 % (MAX_PARALLEL, self.parallel))
-        self.start_date = parse_month_start(self.start_date, '--start-date')
-        self.end_date = parse_month_start(self.end_date, '--end-date')
+            raise SelectionError('%s must be a whole number from 1 to %d, got %r'
+                                 % (self.label('parallel'), MAX_PARALLEL, self.parallel))
+        self.start_date = parse_month_start(self.start_date, self.label('start_date'))
+        self.end_date = parse_month_start(self.end_date, self.label('end_date'))
+        if self.start_date and self.end_date and self.start_date >= self.end_date:
+            raise SelectionError('%s %s is not before %s %s' % (
+                self.label('start_date'), self.start_date, self.label('end_date'), self.end_date))
         self.split_threshold = parse_size(
-            DEFAULT_SPLIT_THRESHOLD if self.split_threshold is None else self.split_threshold)
+            DEFAULT_SPLIT_THRESHOLD if self.split_threshold is None else self.split_threshold,
+            self.label('split_threshold'))
         self.small_table_threshold = parse_size(
             DEFAULT_SMALL_TABLE_THRESHOLD if self.small_table_threshold is None
-            else self.small_table_threshold, '--small-table-threshold')
+            else self.small_table_threshold, self.label('small_table_threshold'))
         if self.split_parts is not None and (
                 not isinstance(self.split_parts, int) or isinstance(self.split_parts, bool)
                 or self.split_parts < 1 or self.split_parts > MAX_SPLIT_PARTS):
-            raise SelectionError('--split-parts must be a whole number from 1 to %d, got %r'
-                                 % (MAX_SPLIT_PARTS, self.split_parts))
+            raise SelectionError('%s must be a whole number from 1 to %d, got %r'
+                                 % (self.label('split_parts'), MAX_SPLIT_PARTS, self.split_parts))
 
     @property
     def parts(self) -> int:

@@ -75,7 +75,8 @@ class RecopyItem:
             sql.SQL(' WHERE {}').format(sql.SQL(self.predicate)) if self.predicate else sql.SQL(''))
 
 
-def select_named(rows: Sequence[ManifestRow], names: Sequence[str]) -> List[ManifestRow]:
+def select_named(rows: Sequence[ManifestRow], names: Sequence[str],
+                 recopy_label: str = '--recopy') -> List[ManifestRow]:
     """The migrated manifest rows named by ``names`` (manifest order); errors name the table."""
     wanted = []
     for name in names:
@@ -84,7 +85,7 @@ def select_named(rows: Sequence[ManifestRow], names: Sequence[str]) -> List[Mani
             raise SelectionError("table '%s' is not in the manifest" % name)
         if not any(r.migrated for r in named):
             raise SelectionError("table '%s' is not migrated yet: copy it with migrate, "
-                                 "--recopy only replaces copied tables" % name)
+                                 "%s only replaces copied tables" % (name, recopy_label))
         wanted.extend(r for r in named if r.migrated)
     ids = {r.id for r in wanted}
     return [r for r in rows if r.id in ids]
@@ -198,11 +199,13 @@ class RecopyRun:
         if not self.tables and not self.drifted:
             raise SelectionError('nothing to re-copy: name tables or ask for the drifted ones')
         if self.options.table or self.options.start_date or self.options.end_date:
-            raise SelectionError('--recopy / --recopy-drifted select tables themselves: '
-                                 'drop --table, --start-date and --end-date')
+            label = self.options.label
+            raise SelectionError('%s / %s select tables themselves: drop %s, %s and %s' % (
+                label('recopy'), label('recopy_drifted'), label('table'), label('start_date'),
+                label('end_date')))
         self.manifest = Manifest.open(self.manifest_path, readonly=readonly)
         all_rows = self.manifest.rows()
-        rows = select_named(all_rows, self.tables) if self.tables else []
+        rows = select_named(all_rows, self.tables, self.options.label('recopy')) if self.tables else []
         with connection_pair(self.source, self.target) as (src, tgt):
             self.source_id = self.options.source_id or source_identity(src, self.source)
             if self.drifted:

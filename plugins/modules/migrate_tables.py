@@ -284,7 +284,8 @@ def main():
                          ledger_schema=p['ledger_schema'], error_log=p['error_log'],
                          source_id=p['source_id'], split_threshold=p['split_threshold'],
                          split_parts=p['split_parts'],
-                         small_table_threshold=p['small_table_threshold'])
+                         small_table_threshold=p['small_table_threshold'],
+                         option_style='module')
     source, target = source_target_from_module_options(p)
     if p['recopy'] or p['recopy_drifted']:
         run = RecopyRun(p['path'], source, target, options, p['recopy'] or [],

@@ -117,7 +117,9 @@ def test_recopy_drifted_catches_up_once(role_env, tmp_path):
 @pytest.mark.parametrize('variables, named', [
     (dict(citus_migration_parallel='many'), 'citus_migration_parallel'),
     (dict(citus_migration_recopy_drifted='perhaps'), 'citus_migration_recopy_drifted'),
-    (dict(citus_migration_start_date='2020-13-01'), '2020-13-01'),
+    (dict(citus_migration_start_date='2020-13-01'), "invalid start_date '2020-13-01': month must be in 1..12"),
+    (dict(citus_migration_start_date='2020-03-05', citus_migration_end_date='2020-02-01'),
+     'start_date 2020-03-01 is not before end_date 2020-02-01'),
 ])
 def test_bad_variables_are_named_and_nothing_is_copied(role_env, tmp_path, variables, named):
     rc, tasks, _ = _play(role_env, tmp_path, **variables)

@@ -197,7 +197,7 @@ def test_parallel_out_of_range_in_the_module(dated, tmp_path, value):
                 parallel=value, source=dict(conn, login_port=dated.source_server.port,
                                             login_db=dated.source_db))
     res = run_module('migrate_tables', args)
-    assert res['failed'] and res['msg'] == ('--parallel must be a whole number from 1 to 64, got %d'
+    assert res['failed'] and res['msg'] == ('parallel must be a whole number from 1 to 64, got %d'
                                             % value)
 
 
