@@ -3,14 +3,17 @@
 ``run_module`` executes the module file in a fresh Python process with its arguments in
 ``ANSIBLE_MODULE_ARGS`` (what AnsiballZ hands a module), so argument parsing, check mode,
 diff, no_log and exit_json/fail_json all run for real; it only skips the zip transport.
-``run_adhoc`` goes through the ``ansible`` command line against localhost.
+``run_adhoc`` goes through the ``ansible`` command line against localhost; ``run_role`` runs
+one role with ``ansible-playbook``.
 """
 
 import json
 import os
 import subprocess
 import sys
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
+
+import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEV_COLLECTIONS = os.path.join(ROOT, '.cache', 'dev_collections')
@@ -71,3 +74,48 @@ def run_adhoc(name: str, args: Dict[str, Any], check: bool = False,
                              % (proc.returncode, proc.stdout, proc.stderr))
     result.stdout, result.stderr = proc.stdout, proc.stderr
     return result
+
+
+class RolePlay:
+    """One ``ansible-playbook`` run of a play holding one role of this collection, on localhost."""
+
+    def __init__(self, returncode: int, tasks: List[Tuple[str, Dict[str, Any]]], changed: int,
+                 stdout: str, stderr: str):
+        self.returncode = returncode
+        self.tasks = tasks  # (task name without the role prefix, localhost result), in order
+        self.changed = changed
+        self.stdout, self.stderr = stdout, stderr
+
+    def task(self, start: str) -> Dict[str, Any]:
+        """The result of the one task whose name starts with ``start``."""
+        (result,) = [r for name, r in self.tasks if name.startswith(start)]
+        return result
+
+
+def run_role(role: str, variables: Dict[str, Any], workdir: str, check: bool = False,
+             timeout: float = 300) -> RolePlay:
+    """``ansible-playbook`` of one play with ``icds.citus_migration.<role>`` and ``variables``
+    as play vars (the playbook is written into ``workdir``), read through the json callback."""
+    playbook = os.path.join(str(workdir), '%s.yml' % role)
+    with open(playbook, 'w') as handle:
+        yaml.safe_dump([{'name': role, 'hosts': 'localhost', 'gather_facts': False,
+                         'vars': variables, 'roles': ['icds.citus_migration.' + role]}], handle)
+    cmd = [os.path.join(VENV_BIN, 'ansible-playbook'), '-i', 'localhost,', '-c', 'local', playbook]
+    if check:
+        cmd.append('--check')
+    env = {'ANSIBLE_COLLECTIONS_PATH': DEV_COLLECTIONS + os.pathsep + os.path.join(ROOT, '.collections'),
+           'ANSIBLE_STDOUT_CALLBACK': 'ansible.builtin.json', 'ANSIBLE_LOAD_CALLBACK_PLUGINS': '1',
+           'ANSIBLE_PYTHON_INTERPRETER': sys.executable, 'ANSIBLE_NOCOLOR': '1',
+           'ANSIBLE_LOCALHOST_WARNING': '0'}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(env), cwd=ROOT,
+                          timeout=timeout)
+    out = proc.stdout  # progress lines (wait_for_copy) come before the JSON document
+    try:
+        doc = json.loads(out[out.index('{') if out.startswith('{') else out.index('\n{') + 1:])
+    except ValueError:
+        raise AssertionError('no JSON from ansible-playbook (rc=%s): %s %s'
+                             % (proc.returncode, proc.stdout, proc.stderr))
+    tasks = [(t['task']['name'].split(' : ', 1)[-1], t['hosts'].get('localhost', {}))
+             for t in doc['plays'][0]['tasks']]
+    changed = doc['stats'].get('localhost', {}).get('changed', 0)
+    return RolePlay(proc.returncode, tasks, changed, proc.stdout, proc.stderr)

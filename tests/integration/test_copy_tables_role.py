@@ -1,17 +1,11 @@
 """The copy_tables role through ansible-playbook, on real servers: a date range, the
 catch-up re-copy of drifted tables, re-runs that change nothing, and bad variables named."""
 
-import json
-import os
-import sys
-
 import pytest
-import subprocess
-import yaml
 
 from tests.integration.copy_helpers import (
     MANIFEST_ROWS, fingerprint, load_nasty, make_old_manifest, manifest_flags)
-from tests.module_runner import DEV_COLLECTIONS, ROOT, VENV_BIN, _env
+from tests.module_runner import run_role
 
 FEB = {'agg_awc_2020-02-01_1', 'child_health_monthly_2020-02-01'}
 
@@ -33,38 +27,13 @@ def _conn(server, db):
 
 
 def _play(dbs, tmp_path, check: bool = False, **variables):
-    """Run the role once; (return code, {task name: result}, output)."""
+    """Run the role once; (return code, {task name: result}, number of changed tasks)."""
     play_vars = dict(citus_migration_workdir=str(dbs.workdir), citus_migration_progress_interval=1,
                      citus_migration_target_conn=_conn(dbs.target_server, dbs.target_db),
                      citus_migration_source=dict(alias='src', conn=_conn(dbs.source_server, dbs.source_db)))
     play_vars.update(variables)
-    playbook = tmp_path / 'copy.yml'
-    playbook.write_text(yaml.safe_dump([{
-        'name': 'copy', 'hosts': 'localhost', 'gather_facts': False, 'vars': play_vars,
-        'roles': ['icds.citus_migration.copy_tables']}]))
-    env = _env({'ANSIBLE_COLLECTIONS_PATH': DEV_COLLECTIONS + os.pathsep + os.path.join(ROOT, '.collections'),
-                'ANSIBLE_STDOUT_CALLBACK': 'ansible.builtin.json', 'ANSIBLE_LOAD_CALLBACK_PLUGINS': '1',
-                'ANSIBLE_PYTHON_INTERPRETER': sys.executable, 'ANSIBLE_NOCOLOR': '1',
-                'ANSIBLE_LOCALHOST_WARNING': '0'})
-    cmd = [os.path.join(VENV_BIN, 'ansible-playbook'), '-i', 'localhost,', '-c', 'local', str(playbook)]
-    if check:
-        cmd.append('--check')
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
-    out = proc.stdout  # wait_for_copy's progress lines come before the JSON document
-    try:
-        doc = json.loads(out[out.index('{') if out.startswith('{') else out.index('\n{') + 1:])
-    except ValueError:
-        raise AssertionError('no JSON from ansible-playbook (rc=%s): %s %s'
-                             % (proc.returncode, proc.stdout, proc.stderr))
-    tasks = {t['task']['name'].split(' : ', 1)[-1]: t['hosts'].get('localhost', {})
-             for t in doc['plays'][0]['tasks']}
-    changed = doc['stats'].get('localhost', {}).get('changed', 0)
-    return proc.returncode, tasks, changed
-
-
-def _task(tasks, start):
-    (name,) = [n for n in tasks if n.startswith(start)]
-    return tasks[name]
+    play = run_role('copy_tables', play_vars, str(tmp_path), check=check)
+    return play.returncode, play, play.changed
 
 
 def test_date_range_then_the_rest_then_nothing(role_env, tmp_path):
@@ -72,14 +41,14 @@ def test_date_range_then_the_rest_then_nothing(role_env, tmp_path):
     rc, tasks, _ = _play(dbs, tmp_path, check=True, citus_migration_start_date='2020-02-01',
                          citus_migration_end_date='2020-03-01')
     assert rc == 0
-    dry = _task(tasks, 'Show what the copy would do')
+    dry = tasks.task('Show what the copy would do')
     assert {t['source_table'] for t in dry['tables']} == FEB
     assert set(manifest_flags(dbs.manifest).values()) == {(None, None)}
 
     rc, tasks, changed = _play(dbs, tmp_path, citus_migration_start_date='2020-02-01',
                                citus_migration_end_date='2020-03-01')
     assert rc == 0 and changed >= 1
-    assert _task(tasks, 'Wait, showing progress')['copied'] == 2
+    assert tasks.task('Wait, showing progress')['copied'] == 2
     flags = manifest_flags(dbs.manifest)
     assert {t for t, f in flags.items() if f == (1, None)} == FEB
     for table in ('agg_awc_2020-02-01_1',):
@@ -88,10 +57,10 @@ def test_date_range_then_the_rest_then_nothing(role_env, tmp_path):
 
     rc, tasks, changed = _play(dbs, tmp_path, citus_migration_start_date='2020-02-01',
                                citus_migration_end_date='2020-03-01')
-    assert rc == 0 and changed == 0, tasks
+    assert rc == 0 and changed == 0, tasks.tasks
 
     rc, tasks, _ = _play(dbs, tmp_path, citus_migration_parallel=2)
-    assert rc == 0 and _task(tasks, 'Wait, showing progress')['copied'] == len(MANIFEST_ROWS) - 2
+    assert rc == 0 and tasks.task('Wait, showing progress')['copied'] == len(MANIFEST_ROWS) - 2
     assert set(manifest_flags(dbs.manifest).values()) == {(1, None)}
 
 
@@ -105,13 +74,13 @@ def test_recopy_drifted_catches_up_once(role_env, tmp_path):
 
     rc, tasks, changed = _play(dbs, tmp_path, citus_migration_recopy_drifted=True)
     assert rc == 0 and changed >= 1
-    recopy = _task(tasks, 'Wait for the re-copy')
+    recopy = tasks.task('Wait for the re-copy')
     assert recopy['copied'] == 1 and [t['source_table'] for t in recopy['tables']] == ['agg_awc_2020-01-01_1']
-    assert 'agg_awc_2020-01-01_1' in _task(tasks, 'Report the re-copy')['msg']
+    assert 'agg_awc_2020-01-01_1' in tasks.task('Report the re-copy')['msg']
     assert fingerprint(dbs.tgt_sql, 'agg_awc_2020-01-01_1') == fingerprint(dbs.src_sql, 'agg_awc_2020-01-01_1')
 
     rc, tasks, changed = _play(dbs, tmp_path, citus_migration_recopy_drifted=True)
-    assert rc == 0 and changed == 0 and _task(tasks, 'Wait for the re-copy')['copied'] == 0
+    assert rc == 0 and changed == 0 and tasks.task('Wait for the re-copy')['copied'] == 0
 
 
 @pytest.mark.parametrize('variables, named', [
@@ -124,7 +93,7 @@ def test_recopy_drifted_catches_up_once(role_env, tmp_path):
 def test_bad_variables_are_named_and_nothing_is_copied(role_env, tmp_path, variables, named):
     rc, tasks, _ = _play(role_env, tmp_path, **variables)
     assert rc == 2
-    failed = [r for r in tasks.values() if r.get('failed')]
+    failed = [r for _, r in tasks.tasks if r.get('failed')]
     assert failed and named in failed[0]['msg'], failed
     assert set(manifest_flags(role_env.manifest).values()) == {(None, None)}
     assert role_env.tgt_sql('SELECT count(*) FROM "agg_awc_2020-01-01_1"').strip() == '0'

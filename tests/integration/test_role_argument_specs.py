@@ -7,16 +7,14 @@ Also, statically: each role declares every citus_migration_* variable it reads, 
 the source of the defaults; there is no defaults/main.yml)."""
 
 import hashlib
-import json
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 import yaml
 
-from tests.module_runner import DEV_COLLECTIONS, ROOT, VENV_BIN, _env
+from tests.module_runner import ROOT, run_role
 
 ROLES_DIR = os.path.join(ROOT, 'roles')
 ROLES = sorted(os.listdir(ROLES_DIR))
@@ -27,26 +25,8 @@ CLOSED = dict(login_host='127.0.0.1', login_port=1, login_db='nowhere', login_us
 
 def _play(role, tmp_path, variables, check=False):
     """Run one play with the role; (return code, [(task name, localhost result)])."""
-    playbook = tmp_path / ('%s.yml' % role)
-    playbook.write_text(yaml.safe_dump([{
-        'name': role, 'hosts': 'localhost', 'gather_facts': False, 'vars': variables,
-        'roles': ['icds.citus_migration.' + role]}]))
-    env = _env({'ANSIBLE_COLLECTIONS_PATH': DEV_COLLECTIONS + os.pathsep + os.path.join(ROOT, '.collections'),
-                'ANSIBLE_STDOUT_CALLBACK': 'ansible.builtin.json', 'ANSIBLE_LOAD_CALLBACK_PLUGINS': '1',
-                'ANSIBLE_PYTHON_INTERPRETER': sys.executable, 'ANSIBLE_NOCOLOR': '1',
-                'ANSIBLE_LOCALHOST_WARNING': '0'})
-    cmd = [os.path.join(VENV_BIN, 'ansible-playbook'), '-i', 'localhost,', '-c', 'local', str(playbook)]
-    if check:
-        cmd.append('--check')
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
-    try:
-        doc = json.loads(proc.stdout[proc.stdout.index('{'):])
-    except ValueError:
-        raise AssertionError('no JSON from ansible-playbook (rc=%s): %s %s'
-                             % (proc.returncode, proc.stdout, proc.stderr))
-    tasks = [(t['task']['name'].split(' : ', 1)[-1], t['hosts'].get('localhost', {}))
-             for t in doc['plays'][0]['tasks']]
-    return proc.returncode, tasks
+    play = run_role(role, variables, str(tmp_path), check=check, timeout=120)
+    return play.returncode, play.tasks
 
 
 def _stopped_on_entry(rc, tasks, named):
