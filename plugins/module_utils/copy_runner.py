@@ -72,6 +72,8 @@ def small_table_settings(target_is_citus: bool, size: int, threshold: int,
     if target_is_citus and not part and size < threshold:
         return SMALL_TABLE_SETTINGS
     return ()
+
+
 _SIZE_RE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?\s*$', re.IGNORECASE)
 _UNITS = {'': 1, 'k': 1 << 10, 'm': 1 << 20, 'g': 1 << 30, 't': 1 << 40, 'p': 1 << 50}
 
