@@ -1,6 +1,8 @@
 """The copy_tables role through ansible-playbook, on real servers: a date range, the
 catch-up re-copy of drifted tables, re-runs that change nothing, and bad variables named."""
 
+import os
+
 import pytest
 
 from tests.integration.copy_helpers import (
@@ -40,9 +42,12 @@ def test_date_range_then_the_rest_then_nothing(role_env, tmp_path):
     dbs = role_env
     rc, tasks, _ = _play(dbs, tmp_path, check=True, citus_migration_start_date='2020-02-01',
                          citus_migration_end_date='2020-03-01')
-    assert rc == 0
+    assert rc == 0, [r.get('msg') for _, r in tasks.tasks if r.get('failed')]
     dry = tasks.task('Show what the copy would do')
     assert {t['source_table'] for t in dry['tables']} == FEB
+    assert tasks.task('Report the dry run')['msg'] == (
+        'src: of 2 selected manifest rows, the copy would copy 2, 0 are already copied, '
+        '0 cannot be copied')
     assert set(manifest_flags(dbs.manifest).values()) == {(None, None)}
 
     rc, tasks, changed = _play(dbs, tmp_path, citus_migration_start_date='2020-02-01',
@@ -97,3 +102,15 @@ def test_bad_variables_are_named_and_nothing_is_copied(role_env, tmp_path, varia
     assert failed and named in failed[0]['msg'], failed
     assert set(manifest_flags(role_env.manifest).values()) == {(None, None)}
     assert role_env.tgt_sql('SELECT count(*) FROM "agg_awc_2020-01-01_1"').strip() == '0'
+
+
+def test_check_mode_before_the_manifest_exists_says_so(role_env, tmp_path):
+    """`--check` of a whole site.yml runs before any manifest is written: the dry run reports
+    why it cannot plan, and the play goes on."""
+    dbs = role_env
+    rc, tasks, changed = _play(dbs, tmp_path, check=True, citus_migration_source=dict(
+        alias='later', conn=_conn(dbs.source_server, dbs.source_db)))
+    assert rc == 0 and changed == 0, tasks.tasks
+    msg = tasks.task('Report the dry run')['msg']
+    assert msg.startswith('later: no dry run of the copy yet: ') and 'later.db' in msg, msg
+    assert not os.path.exists(str(dbs.workdir / 'later.db'))
