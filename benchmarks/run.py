@@ -2,7 +2,7 @@
 """`make bench`: time the copy engine against the raw COPY limit, the old pg_dump | sed | psql
 method and pgcopydb, on the same ICDS-shaped data and machine; then the scale benchmarks.
 
-Everything runs against throwaway servers (tests/fixtures/pg_cluster.py): a source PostgreSQL
+Everything runs against throwaway servers (tools/testkit/pg_cluster.py): a source PostgreSQL
 and a target that is a Citus cluster (coordinator + 2 workers) when citus is installed, else a
 plain PostgreSQL. Every method's target is verified against the source (per table: row count
 and an order-independent checksum of the rows' text), every figure is the median of --runs
@@ -42,17 +42,17 @@ sys.path.insert(0, DEV)
 import psycopg2  # noqa: E402
 from psycopg2 import sql  # noqa: E402
 
-from tests.fixtures.pg_cluster import CitusCluster, PgServer, citus_available  # noqa: E402
-from ansible_collections.icds.citus_migration.plugins.module_utils.bootstrap import (  # noqa: E402
+from tools.testkit.pg_cluster import CitusCluster, PgServer, citus_available  # noqa: E402
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.bootstrap import (  # noqa: E402
     apply_bootstrap, plan_bootstrap)
-from ansible_collections.icds.citus_migration.plugins.module_utils.child_tables import (  # noqa: E402
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.child_tables import (  # noqa: E402
     apply_children, plan_children)
-from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import Manifest  # noqa: E402
-from ansible_collections.icds.citus_migration.plugins.module_utils.manifest_generator import (  # noqa: E402
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import Manifest  # noqa: E402
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.generator import (  # noqa: E402
     plan_manifest, write_manifest)
-from ansible_collections.icds.citus_migration.plugins.module_utils.synthetic_dataset import (  # noqa: E402
+from tools.testkit.synthetic_dataset import (  # noqa: E402
     create_dataset, create_many_children)
-from ansible_collections.icds.citus_migration.plugins.module_utils.table_plan import load_plan  # noqa: E402
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.table_plan import load_plan  # noqa: E402
 
 CLI = os.path.join(ROOT, 'bin', 'migrate_tables')
 UCR_FOLDER = os.path.join(ROOT, 'tests', 'fixtures', 'ucr_data_sources')

@@ -54,7 +54,7 @@ def _link_collection():
 
 
 _link_collection()
-from tests.fixtures.pg_cluster import PgServer, citus_available  # noqa: E402
+from tools.testkit.pg_cluster import PgServer, citus_available  # noqa: E402
 
 
 def say(msg):
@@ -105,7 +105,7 @@ def load_sources(p):
             say('%s: data already loaded (%d tables)' % (alias, table_count(srv_, db)))
             continue
         subprocess.run([sys.executable, '-m',
-                        'ansible_collections.icds.citus_migration.plugins.module_utils.synthetic_dataset',
+                        'tools.testkit.synthetic_dataset',
                         '--host', '127.0.0.1', '--port', str(srv_.port), '--user', 'postgres',
                         '--dbname', db, '--months', MONTHS, '--scale', SCALE,
                         '--ucr-folder', UCR_SAMPLES], check=True, cwd=ROOT,

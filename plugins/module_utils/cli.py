@@ -21,20 +21,20 @@ import sys
 import time
 from typing import List, Optional
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.copy_runner import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.runner import (
     MigrationRun, RunEvents, RunOptions, RunReport, TableResult)
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import MigrationError
-from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import Manifest
-from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import MigrationError
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import Manifest
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import (
     SSL_MODES, ConnParams, connect)
-from ansible_collections.icds.citus_migration.plugins.module_utils.recopy import RecopyRun
-from ansible_collections.icds.citus_migration.plugins.module_utils.progress import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.recopy import RecopyRun
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.progress import (
     Progress, fmt_bytes, fmt_duration)
-from ansible_collections.icds.citus_migration.plugins.module_utils.selection import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.selection import (
     parse_month_start, select_for_status)
-from ansible_collections.icds.citus_migration.plugins.module_utils.source_stats import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.source_stats import (
     table_estimates)
-from ansible_collections.icds.citus_migration.plugins.module_utils import status_report
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import status as status_report
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 

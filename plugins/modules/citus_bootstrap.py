@@ -128,16 +128,16 @@ citus_version:
   type: str
 '''
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.bootstrap import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.bootstrap import (
     apply_bootstrap, plan_bootstrap,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import (
     connection_pair, source_target_from_module_options,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.pg_module import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_module import (
     exit_with_warnings, fail_json_on_error, postgres_module,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.table_plan import load_plan
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.table_plan import load_plan
 
 
 def main():

@@ -109,16 +109,16 @@ batches:
   type: int
 '''
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.child_tables import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.child_tables import (
     DEFAULT_BATCH_SIZE, apply_children, plan_children,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import (
     connection_pair, source_target_from_module_options,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.pg_module import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_module import (
     exit_with_warnings, fail_json_on_error, postgres_module,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.table_plan import load_plan
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.table_plan import load_plan
 
 
 def main():

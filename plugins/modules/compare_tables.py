@@ -222,15 +222,15 @@ new_rows:
       missing_on: []
 '''
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import (
     HAS_PSYCOPG2, connect, connection_pair, source_target_from_module_options)
-from ansible_collections.icds.citus_migration.plugins.module_utils.pg_module import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_module import (
     fail_json_on_error, postgres_module)
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import SelectionError
-from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import Manifest
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import SelectionError
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import Manifest
 
 if HAS_PSYCOPG2:
-    from ansible_collections.icds.citus_migration.plugins.module_utils import compare
+    from ansible_collections.icds.citus_migration.plugins.module_utils.validate import compare
 
 
 def _selected_rows(p):

@@ -198,8 +198,8 @@ import json
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import MigrationError
-from ansible_collections.icds.citus_migration.plugins.module_utils.couch_toggles import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import MigrationError
+from ansible_collections.icds.citus_migration.plugins.module_utils.commcare.couch_toggles import (
     CouchClient,
     CouchConnection,
     ToggleOptionError,

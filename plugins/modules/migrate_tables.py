@@ -244,15 +244,15 @@ tables:
       parts: null
 '''
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import (
     HAS_PSYCOPG2, source_target_from_module_options)
-from ansible_collections.icds.citus_migration.plugins.module_utils.pg_module import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_module import (
     fail_json_on_error, postgres_module)
 
 if HAS_PSYCOPG2:
-    from ansible_collections.icds.citus_migration.plugins.module_utils.copy_runner import (
+    from ansible_collections.icds.citus_migration.plugins.module_utils.copy.runner import (
         MigrationRun, RunOptions)
-    from ansible_collections.icds.citus_migration.plugins.module_utils.recopy import RecopyRun
+    from ansible_collections.icds.citus_migration.plugins.module_utils.copy.recopy import RecopyRun
 
 
 def main():

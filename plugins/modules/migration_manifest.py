@@ -126,16 +126,16 @@ unclassified:
   sample: [auth_user]
 '''
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.manifest_generator import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.generator import (
     UNCLASSIFIED_CHOICES, manifest_row_count, plan_manifest, write_manifest,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import (
     connect, params_from_module_options,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.pg_module import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_module import (
     fail_json_on_error, postgres_module,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.table_plan import load_plan
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.table_plan import load_plan
 
 
 def main():

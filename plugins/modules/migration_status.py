@@ -100,11 +100,11 @@ tables:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import MigrationError
-from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import Manifest
-from ansible_collections.icds.citus_migration.plugins.module_utils.selection import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import MigrationError
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import Manifest
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.selection import (
     parse_month_start, select_for_status)
-from ansible_collections.icds.citus_migration.plugins.module_utils import status_report
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import status as status_report
 
 
 def main():

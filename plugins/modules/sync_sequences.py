@@ -93,13 +93,13 @@ unused_on_source:
   elements: str
 '''
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import (
     connection_pair, source_target_from_module_options,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.pg_module import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_module import (
     fail_json_on_error, postgres_module,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.sequences import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.sequences import (
     apply_sequence_sync, plan_sequence_sync, read_owned_sequences, read_table_names,
 )
 

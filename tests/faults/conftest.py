@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from tests.fixtures.pg_cluster import PgServer
+from tools.testkit.pg_cluster import PgServer
 from tests.faults.common import FaultWorld
 
 # how many seeded SIGKILL runs: small in `make test`, 20+ in `make faults`

@@ -14,7 +14,7 @@ import pytest
 from tests.faults.common import (
     BIG, check_final, check_truthful, manifest_state, query, recorded, release_throttle,
     throttle_big, unthrottle, wait_for_backends_gone, wait_for_target_copy)
-from tests.fixtures.pg_cluster import SUPERUSER
+from tools.testkit.pg_cluster import SUPERUSER
 from tests.integration.copy_helpers import cli_conn_args, last_error, run_cli
 
 

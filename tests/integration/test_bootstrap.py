@@ -7,7 +7,7 @@ import psycopg2
 import pytest
 
 from tests.module_runner import run_module
-from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import ConnParams
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import ConnParams
 
 UCR = 'ucr_icds-cas_static-child_health_cases_a1b2c3d4'
 OTHER_UCR = 'ucr_enikshay_static-usage_0f0f0f0f'
@@ -340,8 +340,8 @@ def test_password_never_in_result(dbs, plan_path):
 
 def test_shipped_plan_on_synthetic_dataset(dbs):
     synthetic = pytest.importorskip(
-        'ansible_collections.icds.citus_migration.plugins.module_utils.synthetic_dataset')
-    from ansible_collections.icds.citus_migration.plugins.module_utils.table_plan import (
+        'tools.testkit.synthetic_dataset')
+    from ansible_collections.icds.citus_migration.plugins.module_utils.schema.table_plan import (
         load_plan)
     conn = psycopg2.connect(**dbs.source.libpq_kwargs())
     try:
@@ -403,7 +403,7 @@ def test_citus_distributes_as_the_plan_says(citus_dbs, plan_path):
 @pytest.mark.citus
 def test_citus_shipped_plan_on_synthetic_dataset(citus_dbs):
     synthetic = pytest.importorskip(
-        'ansible_collections.icds.citus_migration.plugins.module_utils.synthetic_dataset')
+        'tools.testkit.synthetic_dataset')
     dbs = citus_dbs
     conn = psycopg2.connect(**dbs.source.libpq_kwargs())
     try:

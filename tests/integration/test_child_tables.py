@@ -10,11 +10,11 @@ from tests.integration.test_bootstrap import (
     SOURCE_SQL, _ucr_folder, catalog_snapshot, dist_partition, module_args, plan_path,  # noqa: F401
     query, table_signature,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.bootstrap import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.bootstrap import (
     apply_bootstrap, plan_bootstrap,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import connect
-from ansible_collections.icds.citus_migration.plugins.module_utils.table_plan import load_plan
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import connect
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.table_plan import load_plan
 
 AGG_CHILDREN = ['agg_awc_2020-01-01_1', 'agg_awc_2020-02-01_1', 'agg_awc_no-check']
 PARTITIONS = ['child_health_monthly_2020-01-01', 'child_health_monthly_default']
@@ -215,7 +215,7 @@ def test_citus_distributed_keep_child_parent_is_refused(citus_dbs, plan_path):
 @pytest.mark.citus
 def test_citus_synthetic_dataset_end_to_end(citus_dbs):
     synthetic = pytest.importorskip(
-        'ansible_collections.icds.citus_migration.plugins.module_utils.synthetic_dataset')
+        'tools.testkit.synthetic_dataset')
     dbs = citus_dbs
     conn = psycopg2.connect(**dbs.source.libpq_kwargs())
     try:

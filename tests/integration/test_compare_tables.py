@@ -6,10 +6,10 @@ from datetime import datetime
 
 import pytest
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.compare import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.validate.compare import (
     compare_manifest, rows_from_pairs, wait_for_new_rows)
-from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import Manifest
-from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import connect
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import Manifest
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import connect
 from tests.integration.copy_helpers import (
     MANIFEST_ROWS, WEIRD, cli_conn_args, load_nasty, make_old_manifest, run_cli)
 from tests.module_runner import run_module

@@ -7,7 +7,7 @@ import os
 import psycopg2
 import pytest
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.synthetic_dataset import create_dataset
+from tools.testkit.synthetic_dataset import create_dataset
 from tests.module_runner import ROOT, run_module
 
 UCR_FOLDER = os.path.join(ROOT, 'tests', 'fixtures', 'ucr_data_sources')

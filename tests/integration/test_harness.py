@@ -2,8 +2,8 @@
 
 import pytest
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import connect
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import ConnectionFailed
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import connect
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import ConnectionFailed
 
 
 def test_source_and_target_are_separate_servers(dbs):

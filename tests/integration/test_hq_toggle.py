@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.couch_toggles import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.commcare.couch_toggles import (
     RANDOMNESS_KEY,
     CouchClient,
     CouchConnection,

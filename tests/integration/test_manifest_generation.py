@@ -7,16 +7,16 @@ import shutil
 
 import pytest
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import PlanError
-from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import Manifest
-from ansible_collections.icds.citus_migration.plugins.module_utils.manifest_generator import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import PlanError
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import Manifest
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.generator import (
     plan_manifest, write_manifest,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import connect
-from ansible_collections.icds.citus_migration.plugins.module_utils.synthetic_dataset import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import connect
+from tools.testkit.synthetic_dataset import (
     FORM_FAMILIES, Geography, add_month, create_dataset, create_many_children, form_child_name,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.table_plan import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.table_plan import (
     load_plan, ucr_table_name,
 )
 from tests.module_runner import run_module

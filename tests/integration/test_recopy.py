@@ -11,8 +11,8 @@ from tests.integration.copy_helpers import (
     MANIFEST_ROWS, WEIRD, cli_conn_args, fingerprint, load_nasty, make_old_manifest,
     manifest_flags, run_cli)
 from tests.module_runner import run_module
-from ansible_collections.icds.citus_migration.plugins.module_utils.compare import compare_manifest
-from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import Manifest
+from ansible_collections.icds.citus_migration.plugins.module_utils.validate.compare import compare_manifest
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import Manifest
 
 CHILD1, CHILD2 = 'child_health_monthly_2020-01-01', 'child_health_monthly_2020-02-01'
 SLICE1 = "WHERE month = '2020-01-01'"

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import connect
-from tests.fixtures.pg_cluster import CitusCluster, PgServer, citus_available, pg_bindir
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import connect
+from tools.testkit.pg_cluster import CitusCluster, PgServer, citus_available, pg_bindir
 from tests.fixtures.postgres import DbPair
 from tests.integration.copy_helpers import (
     MANIFEST_ROWS, WEIRD, cli_conn_args, fingerprint, load_nasty, make_old_manifest,

@@ -10,8 +10,8 @@ import pytest
 
 from tests.integration.copy_helpers import (
     cli_conn_args, fingerprint, make_old_manifest, manifest_flags, run_cli, union_fingerprint)
-from ansible_collections.icds.citus_migration.plugins.module_utils import ledger
-from ansible_collections.icds.citus_migration.plugins.module_utils.table_copy import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy import ledger
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_copy import (
     CopyTask, plan_split)
 
 BIG = 'ucr_icds-cas_static-big_cases_a1b2c3d4'  # hyphenated, as UCR names are
@@ -267,7 +267,7 @@ def test_partitioned_parent_row_copies_only_its_partitions_rows_once(dbs, tmp_pa
 
 @pytest.mark.parametrize('nblocks,parts', [(0, 2), (1, 4), (10, 3), (12345, 7)])
 def test_split_ranges_cover_every_block_once(nblocks, parts):
-    from ansible_collections.icds.citus_migration.plugins.module_utils.table_copy import (
+    from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_copy import (
         part_range, split_ranges)
     ranges = [part_range(p) for p in split_ranges(nblocks, parts)]
     assert ranges[0][0] == 0 and ranges[-1][1] is None  # starts at 0, last one open-ended
@@ -279,7 +279,7 @@ def test_split_ranges_cover_every_block_once(nblocks, parts):
 @pytest.mark.parametrize('text,expected', [('1GB', 1 << 30), ('500MB', 500 << 20), ('1.5g', 3 << 29),
                                            ('2048', 2048), (4096, 4096)])
 def test_split_threshold_sizes(text, expected):
-    from ansible_collections.icds.citus_migration.plugins.module_utils.copy_runner import parse_size
+    from ansible_collections.icds.citus_migration.plugins.module_utils.copy.runner import parse_size
     assert parse_size(text) == expected
 
 

@@ -6,12 +6,12 @@ import shutil
 import subprocess
 import sys
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.catalog import list_tables
-from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import connect
-from ansible_collections.icds.citus_migration.plugins.module_utils.synthetic_dataset import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.catalog import list_tables
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import connect
+from tools.testkit.synthetic_dataset import (
     FORM_FAMILIES, add_month, create_dataset, create_many_children, form_child_name,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.table_plan import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.table_plan import (
     load_plan, ucr_table_name,
 )
 from tests.conftest import DEV_COLLECTIONS
@@ -184,7 +184,7 @@ def test_cli(dbs):
     params = dbs.source
     env = dict(os.environ, PYTHONPATH=DEV_COLLECTIONS)
     proc = subprocess.run(
-        [sys.executable, '-m', 'ansible_collections.icds.citus_migration.plugins.module_utils.synthetic_dataset',
+        [sys.executable, '-m', 'tools.testkit.synthetic_dataset',
          '--host', params.host, '--port', str(params.port), '--user', params.user,
          '--dbname', params.dbname, '--months', '1', '--scale', '2', '--children', '3',
          '--children-parent', 'ccs_record_monthly'],
@@ -193,7 +193,7 @@ def test_cli(dbs):
     assert 'created' in proc.stdout and 'plus 3 empty children' in proc.stdout
     assert len(_children(params, 'ccs_record_monthly')) == 4
     proc = subprocess.run(
-        [sys.executable, '-m', 'ansible_collections.icds.citus_migration.plugins.module_utils.synthetic_dataset',
+        [sys.executable, '-m', 'tools.testkit.synthetic_dataset',
          '--host', params.host, '--port', str(params.port), '--user', params.user,
          '--dbname', params.dbname, '--months', '1'],
         capture_output=True, text=True, env=env, timeout=300)

@@ -2,11 +2,11 @@
 
 import pytest
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.compare import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.validate.compare import (
     NewRowsResult, check_predicate, describe_waiting, drop_child_families, outside_all,
     parse_since, plan_comparisons, rows_from_pairs, table_pairs)
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import SelectionError
-from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import ManifestRow
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import SelectionError
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import ManifestRow
 
 UCR = 'ucr_icds-cas_static-child_health_cases_a1b2c3d4'
 

@@ -6,8 +6,8 @@ import stat
 
 import pytest
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import ManifestError
-from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import Manifest
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import ManifestError
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import Manifest
 
 OLD_TOOL_SCHEMA = ('CREATE TABLE tables (id integer primary key, source_table text not null, '
                    'date text, target_table text, migrated integer, errored integer)')
@@ -98,7 +98,7 @@ def test_sqlite_without_tables_table(tmp_path):
 
 
 def test_locked_manifest_is_a_clear_error(tmp_path, monkeypatch):
-    from ansible_collections.icds.citus_migration.plugins.module_utils import manifest as mod
+    from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import store as mod
     path = str(tmp_path / 'm.db')
     Manifest.create(path).close()
     holder = sqlite3.connect(path, isolation_level=None)

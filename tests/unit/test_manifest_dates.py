@@ -2,11 +2,11 @@
 
 import pytest
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.catalog import TableInfo
-from ansible_collections.icds.citus_migration.plugins.module_utils.manifest_generator import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.catalog import TableInfo
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.generator import (
     build_manifest_plan, date_from_checks, date_from_name, date_from_partition_bound, table_date,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.table_plan import parse_plan
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.table_plan import parse_plan
 
 
 @pytest.mark.parametrize('name, expected', [

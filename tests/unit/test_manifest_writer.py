@@ -5,9 +5,9 @@ import threading
 
 import pytest
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import ManifestError
-from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import Manifest
-from ansible_collections.icds.citus_migration.plugins.module_utils.manifest_writer import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import ManifestError
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import Manifest
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.writer import (
     ManifestWriter,
 )
 

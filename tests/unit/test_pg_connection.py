@@ -2,9 +2,9 @@
 
 import pytest
 
-from ansible_collections.icds.citus_migration.plugins.module_utils import pg_connection
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import ConnectionFailed
-from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common import pg_connection
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import ConnectionFailed
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import (
     ConnParams, connection_pair, source_target_from_module_options)
 
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import SelectionError
-from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import ManifestRow
-from ansible_collections.icds.citus_migration.plugins.module_utils.selection import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import SelectionError
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import ManifestRow
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.selection import (
     parse_month_start, select_for_copy, select_for_status)
 
 

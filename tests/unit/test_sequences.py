@@ -1,6 +1,6 @@
 """plan_sequence_sync: which target sequences move, and never backwards."""
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.sequences import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.sequences import (
     OwnedSequence, plan_sequence_sync,
 )
 

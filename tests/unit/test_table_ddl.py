@@ -2,12 +2,12 @@
 
 import pytest
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.child_tables import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.child_tables import (
     ChildStep, _batches,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.citus_catalog import Placement
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import MigrationError
-from ansible_collections.icds.citus_migration.plugins.module_utils.table_ddl import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.citus_catalog import Placement
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import MigrationError
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.table_ddl import (
     SequenceDef, _index_tail, _restart_value,
 )
 

@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.catalog import TableInfo
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import PlanError
-from ansible_collections.icds.citus_migration.plugins.module_utils.icds_plan import ICDS_PLAN_NAME, ICDS_PLAN_YAML
-from ansible_collections.icds.citus_migration.plugins.module_utils.table_plan import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.catalog import TableInfo
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import PlanError
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.icds_plan import ICDS_PLAN_NAME, ICDS_PLAN_YAML
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.table_plan import (
     DEFAULT_PLAN_PATH, Distribution, load_plan, parse_plan, parse_ucr_name, ucr_table_name,
     ucr_table_names,
 )

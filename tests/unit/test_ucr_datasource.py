@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.ucr_datasource import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.commcare.ucr_datasource import (
     DataSourceError,
     MirrorSpec,
     add_mirror,

@@ -31,10 +31,10 @@ try:
 except ImportError:  # pragma: no cover - modules report the missing library
     sql = None
 
-from ansible_collections.icds.citus_migration.plugins.module_utils import ledger
-from ansible_collections.icds.citus_migration.plugins.module_utils.copy_columns import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy import ledger
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.columns import (
     ColumnMapping, match_columns, read_columns)
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import MigrationError
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import MigrationError
 
 PART_PREFIX = 'ctid:'
 _PART_RE = re.compile(r'^ctid:\((\d+),0\)-(?:\((\d+),0\))?$')

@@ -9,8 +9,8 @@ import re
 from datetime import date
 from typing import List, Optional
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import SelectionError
-from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import ManifestRow
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import SelectionError
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import ManifestRow
 
 _DATE_RE = re.compile(r'^\d{4}-\d{2}-\d{2}$')
 

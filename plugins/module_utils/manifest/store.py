@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import ManifestError
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import ManifestError
 
 SCHEMA_VERSION = '1'
 # How long to wait for another process's lock on the manifest before giving up.

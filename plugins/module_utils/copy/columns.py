@@ -8,7 +8,7 @@ __metaclass__ = type
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import TableMappingError
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import TableMappingError
 
 # Objects with OIDs below this are built into PostgreSQL; their binary format carries no
 # database-specific OIDs, so binary COPY between two databases is safe for them.

@@ -23,14 +23,14 @@ except ImportError:  # pragma: no cover - the modules report the missing library
     psycopg2 = None
     sql = None
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.catalog import list_tables
-from ansible_collections.icds.citus_migration.plugins.module_utils.citus_catalog import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.catalog import list_tables
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.citus_catalog import (
     LOCAL, citus_version, distribute_sql, placements,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import (
     MigrationError, PlanError,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.table_ddl import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.table_ddl import (
     TableDef, existing_relations, primary_key_constraint, read_table_defs, render_table,
 )
 

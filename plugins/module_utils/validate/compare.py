@@ -47,11 +47,11 @@ except ImportError:  # pragma: no cover - the module reports the missing library
     psycopg2 = None
     sql = None
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.copy_columns import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.columns import (
     read_columns_many)
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import (
     ConnectionFailed, MigrationError, SelectionError)
-from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import ManifestRow
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import ManifestRow
 
 # Session settings that make ``ROW(...)::text`` the same on both servers.
 TEXT_SETTINGS = (('TimeZone', 'UTC'), ('DateStyle', 'ISO, MDY'), ('IntervalStyle', 'postgres'),

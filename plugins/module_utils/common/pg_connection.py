@@ -24,7 +24,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without psycopg2
     HAS_PSYCOPG2 = False
     PSYCOPG2_IMPORT_ERROR = exc
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import (
     ConnectionFailed,
 )
 

@@ -28,29 +28,29 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
-from ansible_collections.icds.citus_migration.plugins.module_utils import ledger
-from ansible_collections.icds.citus_migration.plugins.module_utils.citus_catalog import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy import ledger
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.citus_catalog import (
     citus_version,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.error_log import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.error_log import (
     append_error, default_error_log)
-from ansible_collections.icds.citus_migration.plugins.module_utils.copy_columns import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.columns import (
     match_columns, read_columns_many)
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import (
     MigrationError, SelectionError, TableMappingError)
-from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import (
     Manifest, ManifestRow, utc_now)
-from ansible_collections.icds.citus_migration.plugins.module_utils.manifest_writer import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.writer import (
     ManifestWriter,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import (
     ConnParams, connect, connection_pair)
-from ansible_collections.icds.citus_migration.plugins.module_utils.progress import Progress
-from ansible_collections.icds.citus_migration.plugins.module_utils.selection import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.progress import Progress
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.selection import (
     parse_month_start, select_for_copy)
-from ansible_collections.icds.citus_migration.plugins.module_utils.source_stats import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.source_stats import (
     table_estimates)
-from ansible_collections.icds.citus_migration.plugins.module_utils.table_copy import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_copy import (
     ByteCounter, CopyTask, copy_statements, diagnose, partitioned_tables, plan_split,
     resolve, copy_table, source_blocks, split_ranges)
 

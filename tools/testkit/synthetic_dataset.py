@@ -47,7 +47,7 @@ except ImportError:  # pragma: no cover - the dataset needs psycopg2
     psycopg2 = None
     sql = None
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.table_plan import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.table_plan import (
     load_data_sources, ucr_table_name,
 )
 

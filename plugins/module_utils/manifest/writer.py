@@ -22,7 +22,7 @@ import threading
 from collections import deque
 from typing import Any, Callable, Deque, List, Optional, Tuple
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import Manifest
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import Manifest
 
 _Update = Tuple[str, Tuple[Any, ...]]
 

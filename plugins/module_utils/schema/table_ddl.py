@@ -22,8 +22,8 @@ try:
 except ImportError:  # pragma: no cover - the modules report the missing library
     sql = None
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import MigrationError
-from ansible_collections.icds.citus_migration.plugins.module_utils.sequences import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import MigrationError
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.sequences import (
     OWNED_SEQUENCES_FROM, OWNED_SEQUENCES_WHERE,
 )
 

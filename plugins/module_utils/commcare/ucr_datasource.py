@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from json.decoder import scanstring
 from typing import Any, Dict, List, Optional, Sequence
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import MigrationError
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import MigrationError
 
 MIRRORS_KEY = 'mirrored_engine_ids'
 DEFAULT_ENGINE_ID = 'ucr'  # what CommCare assumes when config.engine_id is absent

@@ -38,8 +38,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import PlanError
-from ansible_collections.icds.citus_migration.plugins.module_utils.icds_plan import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import PlanError
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.icds_plan import (
     ICDS_PLAN_NAME, ICDS_PLAN_YAML)
 
 KINDS = ('drop_child', 'keep_child', 'plain', 'ignore')
@@ -50,7 +50,7 @@ _RULE_KEYS = {'name', 'pattern', 'ucr', 'kind', 'distribution', 'default_distrib
               'primary_key', 'comment'}
 
 DEFAULT_PLAN_PATH = os.path.normpath(os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), '..', '..', 'plans', 'icds.yml'))
+    os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'plans', 'icds.yml'))
 
 UCR_PREFIX = 'ucr_'
 LEGACY_UCR_PREFIX = 'config_report_'

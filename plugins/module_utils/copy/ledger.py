@@ -27,7 +27,7 @@ try:
 except ImportError:  # pragma: no cover - modules report the missing library
     sql = None
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import MigrationError
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import MigrationError
 
 DEFAULT_LEDGER_SCHEMA = 'icds_citus_migration'
 # First key of the two-key advisory locks; the second is hashtext() of the ledger key.

@@ -29,24 +29,25 @@ try:
 except ImportError:  # pragma: no cover - modules report the missing library
     sql = None
 
-from ansible_collections.icds.citus_migration.plugins.module_utils import compare, ledger
-from ansible_collections.icds.citus_migration.plugins.module_utils.citus_catalog import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.validate import compare
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy import ledger
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.citus_catalog import (
     citus_version)
-from ansible_collections.icds.citus_migration.plugins.module_utils.copy_columns import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.columns import (
     read_columns_many)
-from ansible_collections.icds.citus_migration.plugins.module_utils.copy_runner import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.runner import (
     RunOptions, RunReport, TableResult, runner_label, small_table_settings, source_identity)
-from ansible_collections.icds.citus_migration.plugins.module_utils.error_log import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.error_log import (
     append_error, default_error_log)
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import (
     MigrationError, SelectionError)
-from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import (
     Manifest, ManifestRow, utc_now)
-from ansible_collections.icds.citus_migration.plugins.module_utils.pg_connection import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import (
     ConnParams, connect, connection_pair)
-from ansible_collections.icds.citus_migration.plugins.module_utils.source_stats import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.source_stats import (
     table_estimates)
-from ansible_collections.icds.citus_migration.plugins.module_utils.table_copy import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_copy import (
     ByteCounter, CopyFailed, CopyTask, abort_target, configure_target_transaction, copy_and_record,
     copy_statements, resolve)
 

@@ -29,7 +29,7 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlsplit
 from urllib.request import HTTPSHandler, Request, build_opener
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import MigrationError
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import MigrationError
 
 TOGGLE_PREFIX = 'hqFeatureToggle-'
 RANDOMNESS_KEY = 'hq_dynamic_randomness'

@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.catalog import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.catalog import (
     TableInfo, children_by_parent, descendants, list_tables, paused_gc,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import (
     ManifestError, MigrationError, PlanError,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import Manifest
-from ansible_collections.icds.citus_migration.plugins.module_utils.table_plan import TablePlan
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import Manifest
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.table_plan import TablePlan
 
 UNCLASSIFIED_CHOICES = ('error', 'warn')
 _DATE_RE = re.compile(r'(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)')

@@ -21,16 +21,16 @@ try:
 except ImportError:  # pragma: no cover - the modules report the missing library
     psycopg2 = None
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.catalog import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.catalog import (
     children_by_parent, descendants, list_tables,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.citus_catalog import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.citus_catalog import (
     LOCAL, citus_version, placements,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.errors import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import (
     MigrationError, PlanError,
 )
-from ansible_collections.icds.citus_migration.plugins.module_utils.table_ddl import (
+from ansible_collections.icds.citus_migration.plugins.module_utils.schema.table_ddl import (
     read_table_defs, render_table,
 )
 

@@ -7,7 +7,7 @@ __metaclass__ = type
 
 from typing import Dict, List, Optional, Tuple
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import ManifestRow
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import ManifestRow
 
 LIST_HEADERS = ['Source Table', 'Table Date', 'Migrated', 'Errored', 'Target Table']
 
