@@ -17,7 +17,9 @@ NODE_PREFIX="${NODE_PREFIX:-$ROOT/.cache/node}"
 APT_PACKAGES=(postgresql-15 postgresql-client-15 postgresql-contrib libpq-dev python3-venv git shellcheck)
 
 installed() {
-    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+    # 'install ok installed', or 'hold ok installed' for a package pinned with apt-mark hold
+    # (database hosts often pin their PostgreSQL packages): both are installed.
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -Eq '^(install|hold) ok installed$'
 }
 
 missing=()
