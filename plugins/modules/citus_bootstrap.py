@@ -65,7 +65,7 @@ notes:
   - A created table is the source's table, except for what RV(changes) lists (also in check
     mode; with C(--diff), per table, the source's definition and the target's). A primary_key
     of the plan that does not contain every column of the source's primary key is refused,
-    naming the table and both keys: the target would lose a uniqueness the source guarantees.
+    naming the table and both keys (the target would lose a uniqueness the source guarantees).
   - The top-level connection options are the target (the Citus coordinator); O(source) is the
     source database.
 '''
@@ -73,12 +73,12 @@ notes:
 EXAMPLES = r'''
 - name: Create and distribute the ICDS tables on the Citus coordinator
   icds.citus_migration.citus_bootstrap:
-    login_host: citus-coordinator
-    login_db: icds_ucr
+    login_host: citus0
+    login_db: icds_ucr_citus
     login_user: commcarehq
     source:
-      login_host: pg-ucr
-      login_db: commcarehq_icds_aggregatedata
+      login_host: pg0
+      login_db: commcarehq_icds_ucr
       login_user: commcarehq
     ucr_folder: /home/cchq/www/icds/current/custom/icds_reports/ucr/data_sources
     distribution: required
@@ -127,7 +127,7 @@ changes:
       from its source table. Each item has C(table) and C(change), one of
       C(primary_key) (with C(action) C(added), C(extended) or C(reordered), C(before) and
       C(after) columns and the plan C(rule)), C(not_null) (C(column), made NOT NULL by the
-      new key) or C(unique_dropped) (C(constraint), C(columns): a UNIQUE identical to the new
+      new key) or C(unique_dropped) (C(constraint), C(columns); a UNIQUE identical to the new
       primary key). Each change is also reported as a warning.
   returned: always
   type: list
