@@ -174,8 +174,10 @@ def main():
                                    distribution=p['distribution'], schema=p['schema'])
             result = apply_bootstrap(tgt, bplan, check_mode=module.check_mode)
     values = result.as_dict()
+    # (a folded UNIQUE is already among the engine's warnings)
     values['warnings'] = values['warnings'] + [
-        "table '%s': %s" % (c['table'], describe_change(c)) for c in result.changes]
+        "table '%s': %s" % (c['table'], describe_change(c)) for c in result.changes
+        if c['change'] != 'unique_dropped']
     if module._diff and result.changes:
         values['diff'] = changes_diff(result.changes)
     exit_with_warnings(module, values)
