@@ -7,7 +7,8 @@
 # Each step is skipped when already satisfied. apt-get needs root: without it the exact
 # command is printed and the script fails.
 #
-# Env: POUCHDB_SERVER_VERSION (pinned by the Makefile), NODE_PREFIX (default .cache/node)
+# Env: POUCHDB_SERVER_VERSION (pinned by the Makefile), NODE_PREFIX (default .cache/node);
+# dpkg-query honours DPKG_ADMINDIR.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,10 +17,10 @@ NODE_PREFIX="${NODE_PREFIX:-$ROOT/.cache/node}"
 
 APT_PACKAGES=(postgresql-15 postgresql-client-15 postgresql-contrib libpq-dev python3-venv git shellcheck)
 
+# Installed whatever the selection state: a package held with `apt-mark hold` (database
+# hosts often pin their PostgreSQL packages) reads "hold ok installed", not "install ok ...".
 installed() {
-    # 'install ok installed', or 'hold ok installed' for a package pinned with apt-mark hold
-    # (database hosts often pin their PostgreSQL packages): both are installed.
-    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -Eq '^(install|hold) ok installed$'
+    [[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" == installed ]]
 }
 
 missing=()

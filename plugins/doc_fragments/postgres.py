@@ -7,12 +7,15 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # The database the module connects to (for copy modules: the target / Citus coordinator).
+    # The database the module connects to: which one (source or target) each module says.
     DOCUMENTATION = r'''
 options:
   login_host:
     description:
-      - Host of the PostgreSQL server (the Citus coordinator for a Citus target).
+      - Host of the PostgreSQL server this module connects to. The module's description and
+        notes say which database that is; it is the target (the Citus coordinator) for the
+        modules that create or copy tables, and the SOURCE for
+        M(icds.citus_migration.migration_manifest).
       - A path starting with C(/) is a Unix socket directory.
       - Defaults to libpq's default (C(PGHOST) or the local socket).
     type: str

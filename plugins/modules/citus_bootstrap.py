@@ -62,6 +62,10 @@ options:
     default: public
 notes:
   - Check mode returns the exact statements that would run, and changes nothing.
+  - A created table is the source's table, except for what RV(changes) lists (also in check
+    mode; with C(--diff), per table, the source's definition and the target's). A primary_key
+    of the plan that does not contain every column of the source's primary key is refused,
+    naming the table and both keys (the target would lose a uniqueness the source guarantees).
   - The top-level connection options are the target (the Citus coordinator); O(source) is the
     source database.
 '''
@@ -69,12 +73,12 @@ notes:
 EXAMPLES = r'''
 - name: Create and distribute the ICDS tables on the Citus coordinator
   icds.citus_migration.citus_bootstrap:
-    login_host: citus-coordinator
-    login_db: icds_ucr
+    login_host: citus0
+    login_db: icds_ucr_citus
     login_user: commcarehq
     source:
-      login_host: pg-ucr
-      login_db: commcarehq_icds_aggregatedata
+      login_host: pg0
+      login_db: commcarehq_icds_ucr
       login_user: commcarehq
     ucr_folder: /home/cchq/www/icds/current/custom/icds_reports/ucr/data_sources
     distribution: required
@@ -117,6 +121,23 @@ statements:
   returned: always
   type: list
   elements: str
+changes:
+  description:
+    - Every way a table created by this run (in check mode, that would be created) differs
+      from its source table. Each item has C(table) and C(change), one of
+      C(primary_key) (with C(action) C(added), C(extended) or C(reordered), C(before) and
+      C(after) columns and the plan C(rule)), C(not_null) (C(column), made NOT NULL by the
+      new key) or C(unique_dropped) (C(constraint), C(columns); a UNIQUE identical to the new
+      primary key). Each change is also reported as a warning.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"table": "icds_dashboard_growth_monitoring_forms", "change": "primary_key",
+            "action": "extended", "before": ["case_id"],
+            "after": ["supervisor_id", "case_id", "month"],
+            "rule": "rule #22 (name 'icds_dashboard_growth_monitoring_forms')"},
+           {"table": "icds_dashboard_growth_monitoring_forms", "change": "not_null",
+            "column": "supervisor_id", "reason": "column of the primary key"}]
 unclassified:
   description: Top-level source tables no plan rule matches (not created).
   returned: always
@@ -129,7 +150,7 @@ citus_version:
 '''
 
 from ansible_collections.icds.citus_migration.plugins.module_utils.schema.bootstrap import (
-    apply_bootstrap, plan_bootstrap,
+    apply_bootstrap, changes_diff, describe_change, plan_bootstrap,
 )
 from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import (
     connection_pair, source_target_from_module_options,
@@ -152,7 +173,14 @@ def main():
             bplan = plan_bootstrap(src, tgt, plan, tables=p['tables'],
                                    distribution=p['distribution'], schema=p['schema'])
             result = apply_bootstrap(tgt, bplan, check_mode=module.check_mode)
-    exit_with_warnings(module, result.as_dict())
+    values = result.as_dict()
+    # (a folded UNIQUE is already among the engine's warnings)
+    values['warnings'] = values['warnings'] + [
+        "table '%s': %s" % (c['table'], describe_change(c)) for c in result.changes
+        if c['change'] != 'unique_dropped']
+    if module._diff and result.changes:
+        values['diff'] = changes_diff(result.changes)
+    exit_with_warnings(module, values)
 
 
 if __name__ == '__main__':

@@ -61,12 +61,12 @@ notes:
 EXAMPLES = r'''
 - name: Create the missing monthly children of the aggregate tables on the coordinator
   icds.citus_migration.citus_child_tables:
-    login_host: citus-coordinator
-    login_db: icds_ucr
+    login_host: citus0
+    login_db: icds_ucr_citus
     login_user: commcarehq
     source:
-      login_host: pg-ucr
-      login_db: commcarehq_icds_aggregatedata
+      login_host: pg0
+      login_db: commcarehq_icds_ucr
       login_user: commcarehq
     parents: [agg_awc, agg_child_health]
   register: children

@@ -136,11 +136,11 @@ EXAMPLES = r'''
     path: /opt/migration/icds-ucr.db
     checksums: true
     fail_on_drift: true
-    login_host: citus-coordinator
-    login_db: icds_ucr
+    login_host: citus0
+    login_db: icds_ucr_citus
     login_user: commcarehq
     source:
-      login_host: pg-ucr
+      login_host: pg0
       login_db: commcarehq_icds_ucr
       login_user: commcarehq
   register: comparison

@@ -151,11 +151,11 @@ EXAMPLES = r'''
   icds.citus_migration.migrate_tables:
     path: /opt/migration/icds-ucr.db
     parallel: 4
-    login_host: citus-coordinator
-    login_db: icds_ucr
+    login_host: citus0
+    login_db: icds_ucr_citus
     login_user: commcarehq
     source:
-      login_host: pg-ucr
+      login_host: pg0
       login_db: commcarehq_icds_ucr
       login_user: commcarehq
   async: 86400

@@ -15,7 +15,12 @@ description:
   - Table families are described by the table plan (O(plan), by default the shipped ICDS plan).
     For each family, its parent comes first (no date, no target), then its children sorted by
     name. A child of a drop-child family targets its parent; a child of a keep-child family
-    targets its own name; a plain table targets its own name (target NULL).
+    targets its own name, written out; a parent and a plain table target their own name
+    (target NULL).
+  - Compatibility with the old tool's manifest. The old generator wrote NULL ("same name")
+    as the target of a keep-child child; this module writes the child's own name. The copy
+    is the same, but the old tool's C(status list) shows the name in its Target Table column
+    where it showed nothing.
   - A row's date is the smallest C(YYYY-MM-DD) in the table name, else the smallest date in its
     CHECK constraints, else the lower bound of its partition bound.
   - Unlike the old tool, the module may be re-run on an existing manifest (for example after
@@ -66,7 +71,8 @@ attributes:
     description: No diff is returned.
     support: none
 notes:
-  - The connection options are those of the SOURCE database.
+  - The connection options (O(login_host), O(login_db), ...) are those of the SOURCE
+    database, not of the Citus coordinator.
 seealso:
   - module: icds.citus_migration.migrate_tables
   - module: icds.citus_migration.migration_status
@@ -75,17 +81,17 @@ seealso:
 EXAMPLES = r'''
 - name: Generate the manifest for the ICDS reporting database
   icds.citus_migration.migration_manifest:
-    login_host: pgucr0.internal
+    login_host: pg0
     login_user: commcarehq
-    login_db: commcarehq_ucr
+    login_db: commcarehq_icds_ucr
     path: /opt/migration/icds-ucr.db
     ucr_folder: /home/cchq/www/icds/current/custom/icds_reports/ucr/data_sources
   register: manifest
 
 - name: Preview what a re-run after a new month would add
   icds.citus_migration.migration_manifest:
-    login_host: pgucr0.internal
-    login_db: commcarehq_ucr
+    login_host: pg0
+    login_db: commcarehq_icds_ucr
     path: /opt/migration/icds-ucr.db
     unclassified: warn
   check_mode: true

@@ -46,12 +46,12 @@ notes:
 EXAMPLES = r'''
 - name: Move the target's sequences past the source's
   icds.citus_migration.sync_sequences:
-    login_host: citus-coordinator
-    login_db: icds_ucr
+    login_host: citus0
+    login_db: icds_ucr_citus
     login_user: commcarehq
     source:
-      login_host: pg-ucr
-      login_db: commcarehq_icds_aggregatedata
+      login_host: pg0
+      login_db: commcarehq_icds_ucr
       login_user: commcarehq
   register: sequences
 '''

@@ -109,7 +109,7 @@ def test_primary_keys_and_distribution_columns_follow_the_plan(dbs, tmp_path):
     pk = _scalar(dbs.source, "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
                              "WHERE conrelid = 'icds_dashboard_growth_monitoring_forms'::regclass "
                              "AND contype = 'p'")
-    assert pk == 'PRIMARY KEY (supervisor_id, doc_id)'
+    assert pk == 'PRIMARY KEY (supervisor_id, case_id, month)'
     pk = _scalar(dbs.source, "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
                              "WHERE conrelid = %s::regclass AND contype = 'p'", ('"%s"' % VHND,))
     assert pk == 'PRIMARY KEY (location_id, doc_id)'

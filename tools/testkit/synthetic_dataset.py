@@ -122,12 +122,15 @@ DAILY_ATTENDANCE_COLUMNS: Columns = [
     ('attended_children', 'integer'), ('image_name', 'text'),
     ('form_location_lat', 'numeric(18,12)'), ('notes', 'text'), ('payload', 'jsonb'),
 ]
+# Like commcare-hq's form models: no doc_id; keyed (supervisor_id, case_id, month) on Citus.
 FORM_COLUMNS: Columns = [
-    ('supervisor_id', 'text NOT NULL'), ('doc_id', 'text NOT NULL'),
-    ('state_id', 'text NOT NULL'), ('month', 'date NOT NULL'), ('case_id', 'text'),
+    ('supervisor_id', 'text NOT NULL'), ('case_id', 'text NOT NULL'),
+    ('state_id', 'text NOT NULL'), ('month', 'date NOT NULL'),
     ('timeend', 'timestamptz'), ('count_value', 'integer'), ('measurement', 'numeric(10,3)'),
     ('flags', 'text[]'), ('notes', 'text'), ('payload', 'jsonb'),
 ]
+FORM_KEY = ('supervisor_id', 'case_id', 'month')
+DAILY_ATTENDANCE_KEY = ('supervisor_id', 'doc_id', 'month')
 AWC_LOCATION_COLUMNS: Columns = [
     ('doc_id', 'text NOT NULL PRIMARY KEY'), ('awc_id', 'text'), ('awc_name', 'text'),
     ('supervisor_id', 'text'), ('supervisor_name', 'text'), ('block_id', 'text'),
@@ -444,9 +447,9 @@ class _Builder:
         self.table(_create_table('ccs_record_monthly', CCS_RECORD_MONTHLY_COLUMNS,
                                  ('supervisor_id', 'case_id', 'month')), 'ccs_record_monthly')
         self.table(_create_table('daily_attendance', DAILY_ATTENDANCE_COLUMNS,
-                                 ('supervisor_id', 'doc_id')), 'daily_attendance')
+                                 DAILY_ATTENDANCE_KEY), 'daily_attendance')
         for parent, _prefix in FORM_FAMILIES:
-            self.table(_create_table(parent, FORM_COLUMNS, ('supervisor_id', 'doc_id')), parent)
+            self.table(_create_table(parent, FORM_COLUMNS, FORM_KEY), parent)
         for ucr in self.ucr:
             self.table(_create_table(ucr.name, ucr.columns, ucr.primary_key), ucr.name)
             if not ucr.partitioned:
@@ -505,7 +508,7 @@ class _Builder:
                  ('supervisor_id', 'case_id', 'month')),
                 ('ccs_record_monthly', CCS_RECORD_MONTHLY_COLUMNS,
                  ('supervisor_id', 'case_id', 'month')),
-                ('daily_attendance', DAILY_ATTENDANCE_COLUMNS, ('supervisor_id', 'doc_id'))):
+                ('daily_attendance', DAILY_ATTENDANCE_COLUMNS, DAILY_ATTENDANCE_KEY)):
             child = '%s_%s' % (parent, iso)
             self.table(_create_child(child, parent, [_eq('month', month)], pk), child)
             self.fill(child, columns, parent, month=month, month_start=month)
@@ -514,7 +517,7 @@ class _Builder:
                 child = form_child_name(prefix, state, month)
                 self.table(_create_child(child, parent, [sql.SQL('{} AND {}').format(
                     _eq('month', month), _eq('state_id', state))],
-                    ('supervisor_id', 'doc_id')), child)
+                    FORM_KEY), child)
                 self.fill(child, FORM_COLUMNS, parent, month=month, month_start=month,
                           state=state)
         for ucr in self.ucr:

@@ -8,6 +8,11 @@ and distribute together, so a failure never leaves a half-made table behind). A 
 already exists is never altered: it is reported, and distributed only when it is still a plain
 local table the plan wants distributed. An existing table distributed differently from the plan
 is an error.
+
+Every way a created table's definition differs from the source's is reported in ``changes``
+(also in check mode): a primary key added, extended or replaced by the plan's, a column made
+NOT NULL by that key, a UNIQUE constraint folded into it. A plan key that does not contain
+every column of the source's primary key would lose a uniqueness guarantee: that is refused.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -49,6 +54,7 @@ class TableStep:
     distribute: Optional[Dict[str, Any]] = None  # {'method': 'hash', 'column': ...}
     existing_placement: Optional[str] = None
     statements: List[Any] = field(default_factory=list)  # psycopg2 sql objects
+    changes: List[Dict[str, Any]] = field(default_factory=list)  # definition vs the source
 
 
 @dataclass
@@ -75,6 +81,7 @@ class BootstrapResult:
     existing_distribution: Dict[str, str]
     skipped_distribution: Optional[Dict[str, Any]]
     statements: List[str]
+    changes: List[Dict[str, Any]]
     unclassified: List[str]
     warnings: List[str]
     citus_version: Optional[str]
@@ -117,9 +124,18 @@ def _select_tables(src_tables, plan, only: Optional[Sequence[str]]):
     return selected, unclassified
 
 
+def _columns_text(columns: Optional[Sequence[str]]) -> str:
+    return '(%s)' % ', '.join(columns) if columns else 'none'
+
+
 def _adjust_keys(td: TableDef, rule, distribute_column: Optional[str],
-                 warnings: List[str]) -> TableDef:
-    """Apply the plan's primary key; check unique keys hold the distribution column."""
+                 warnings: List[str], changes: Optional[List[Dict[str, Any]]] = None) -> TableDef:
+    """Apply the plan's primary key; check unique keys hold the distribution column.
+
+    Appends to ``changes`` every way the result differs from the source's definition. A plan
+    key missing a column of the source's primary key is refused (PlanError).
+    """
+    changes = [] if changes is None else changes
     constraints = list(td.constraints)
     pk = td.primary_key
     if rule.primary_key and (pk is None or tuple(pk.columns) != tuple(rule.primary_key)):
@@ -127,6 +143,28 @@ def _adjust_keys(td: TableDef, rule, distribute_column: Optional[str],
         if missing:
             raise PlanError("table '%s' has no column(s) %s named in the primary_key of %s"
                             % (td.name, ', '.join(missing), rule.label))
+        if pk is not None:
+            lost = [c for c in pk.columns if c not in rule.primary_key]
+            if lost:
+                raise PlanError(
+                    "table '%s': the primary key %s of %s does not contain %s of the source's "
+                    "primary key '%s' %s: the target would lose the uniqueness the source "
+                    "guarantees (a plan key must contain every column of the source key)"
+                    % (td.name, _columns_text(rule.primary_key), rule.label,
+                       ', '.join("'%s'" % c for c in lost), pk.name, _columns_text(pk.columns)))
+        if pk is None:
+            action = 'added'
+        elif set(pk.columns) == set(rule.primary_key):
+            action = 'reordered'
+        else:
+            action = 'extended'
+        changes.append({'table': td.name, 'change': 'primary_key', 'action': action,
+                        'before': list(pk.columns) if pk else None,
+                        'after': list(rule.primary_key), 'rule': rule.label})
+        for name in rule.primary_key:
+            if not td.column(name).not_null:
+                changes.append({'table': td.name, 'change': 'not_null', 'column': name,
+                                'reason': 'column of the primary key'})
         pk_name = pk.name if pk else '%s_pkey' % td.name[:58]
         new_pk = primary_key_constraint(pk_name, rule.primary_key)
         # PostgreSQL silently folds a UNIQUE identical to the primary key into it: say so.
@@ -135,6 +173,9 @@ def _adjust_keys(td: TableDef, rule, distribute_column: Optional[str],
                 warnings.append("table '%s': unique constraint '%s' (%s) is the new primary "
                                 "key, not created separately"
                                 % (td.name, con.name, ', '.join(con.columns)))
+                changes.append({'table': td.name, 'change': 'unique_dropped',
+                                'constraint': con.name, 'columns': list(con.columns),
+                                'reason': 'identical to the new primary key'})
         constraints = [new_pk] + [c for c in constraints if c.contype != 'p' and not (
             c.contype == 'u' and tuple(c.columns) == tuple(rule.primary_key))]
         td = td.with_constraints(constraints)
@@ -215,7 +256,7 @@ def plan_bootstrap(src_conn, tgt_conn, plan, tables: Optional[Sequence[str]] = N
         else:
             td = _adjust_keys(defs[table.name], rule,
                               dist.column if distributing and dist.kind == 'hash' else None,
-                              result.warnings)
+                              result.warnings, step.changes)
             result.warnings.extend(
                 "table '%s': foreign key '%s' not created on the target (%s)"
                 % (td.name, fk.name, fk.definition) for fk in td.foreign_keys)
@@ -272,6 +313,7 @@ def apply_bootstrap(tgt_conn, bplan: BootstrapPlan, check_mode: bool = False) ->
         existing_distribution={s.name: s.existing_placement for s in bplan.steps
                                if not s.create and s.existing_placement},
         skipped_distribution=bplan.skipped_distribution, statements=statements,
+        changes=[c for s in bplan.steps if s.create for c in s.changes],
         unclassified=bplan.unclassified, warnings=bplan.warnings,
         citus_version=bplan.citus_version, changed=bplan.changed)
 
@@ -288,3 +330,42 @@ def _run(conn, texts: List[str], what: str, done: List[str]) -> None:
         raise MigrationError("creating '%s' on the target failed (rolled back; %d table(s) "
                              "created before it are kept, re-run to continue): %s"
                              % (what, len(done), message))
+
+
+def describe_change(change: Dict[str, Any]) -> str:
+    """One line for a change of ``BootstrapResult.changes``."""
+    if change['change'] == 'primary_key':
+        return ('primary key %s: %s -> %s (%s)'
+                % (change['action'], _columns_text(change['before']),
+                   _columns_text(change['after']), change['rule']))
+    if change['change'] == 'not_null':
+        return 'column %s made NOT NULL (%s)' % (change['column'], change['reason'])
+    return 'unique constraint %s %s not created (%s)' % (
+        change['constraint'], _columns_text(change['columns']), change['reason'])
+
+
+def changes_diff(changes: Sequence[Dict[str, Any]]) -> List[Dict[str, str]]:
+    """Ansible ``diff`` entries: per table, its source definition and the target's, as far
+    as they differ (keys, NOT NULL, UNIQUE)."""
+    by_table: Dict[str, List[Dict[str, Any]]] = {}
+    for change in changes:
+        by_table.setdefault(change['table'], []).append(change)
+    result = []
+    for table in sorted(by_table):
+        before, after = [], []
+        for change in by_table[table]:
+            if change['change'] == 'primary_key':
+                if change['before']:
+                    before.append('PRIMARY KEY %s' % _columns_text(change['before']))
+                after.append('PRIMARY KEY %s' % _columns_text(change['after']))
+            elif change['change'] == 'not_null':
+                before.append('%s NULL' % change['column'])
+                after.append('%s NOT NULL' % change['column'])
+            else:
+                before.append('CONSTRAINT %s UNIQUE %s' % (change['constraint'],
+                                                           _columns_text(change['columns'])))
+        result.append({'before_header': 'source: %s' % table,
+                       'after_header': 'target: %s' % table,
+                       'before': ''.join(line + '\n' for line in before),
+                       'after': ''.join(line + '\n' for line in after)})
+    return result
