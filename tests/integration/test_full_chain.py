@@ -1,11 +1,15 @@
 """The migration steps chained on the synthetic ICDS dataset, each module run for real:
-bootstrap -> child tables -> manifest -> copy, then every table compared row for row.
+bootstrap -> child tables -> manifest -> copy, then every table compared row for row, by
+compare_tables and by an oracle of its own (ordered md5 of the rows, as copy_helpers does).
 Every module run twice: the second run changes nothing."""
 
 import os
+import sqlite3
+from typing import Dict, List, Tuple
 
 import psycopg2
 import pytest
+from psycopg2 import sql
 
 from tools.testkit.synthetic_dataset import create_dataset
 from tests.module_runner import ROOT, run_module
@@ -35,6 +39,50 @@ def _load(pair):
         conn.close()
 
 
+# count and md5 of rows in a stable order, each side's rows rendered by its own server
+_FINGERPRINT = sql.SQL("SELECT count(*) || ':' || coalesce(md5(string_agg(x::text, E'\\n' ORDER BY x::text)), '') "
+                       "FROM ({}) x")
+
+
+def _fingerprint(conn, tables: List[str]) -> str:
+    rows = sql.SQL(' UNION ALL ').join(sql.SQL('SELECT * FROM ONLY {}').format(sql.Identifier(t))
+                                       for t in tables)
+    with conn.cursor() as cur:
+        cur.execute(_FINGERPRINT.format(rows))
+        return cur.fetchone()[0]
+
+
+def _rows_by_target(manifest: str) -> Dict[str, List[str]]:
+    """Target table -> the source tables the manifest copies into it."""
+    conn = sqlite3.connect(manifest)
+    try:
+        pairs = conn.execute('SELECT source_table, target_table FROM tables').fetchall()
+    finally:
+        conn.close()
+    out: Dict[str, List[str]] = {}
+    for source, target in pairs:
+        out.setdefault(target or source, []).append(source)
+    return out
+
+
+def _check_rows_by_md5(pair, manifest: str) -> Tuple[int, int]:
+    """Every target table holds exactly the rows of its source tables; returns how many
+    source tables and rows were checked. Independent of compare_tables."""
+    src = psycopg2.connect(**pair.source.libpq_kwargs())
+    tgt = psycopg2.connect(**pair.target.libpq_kwargs())
+    tables = rows = 0
+    try:
+        for target, sources in sorted(_rows_by_target(manifest).items()):
+            expected = _fingerprint(src, sources)
+            assert _fingerprint(tgt, [target]) == expected, (target, sources)
+            tables += len(sources)
+            rows += int(expected.split(':')[0])
+    finally:
+        src.close()
+        tgt.close()
+    return tables, rows
+
+
 def _twice(name, args):
     first = run_module(name, args)
     assert not first.get('failed'), first
@@ -60,6 +108,7 @@ def _chain(pair, tmp_path):
                                                         fail_on_drift=True))
     assert not compare.get('failed'), compare
     assert compare['drift_count'] == 0 and compare['matched_count'] == gen['added_count']
+    assert _check_rows_by_md5(pair, manifest) == (gen['added_count'], copy['rows_copied'])
     return boot
 
 
