@@ -3,14 +3,16 @@ bootstrap -> child tables -> manifest -> copy, then every table compared row for
 compare_tables and by an oracle of its own (ordered md5 of the rows, as copy_helpers does).
 Every module run twice: the second run changes nothing."""
 
+import json
 import os
-import sqlite3
-from typing import Dict, List, Tuple
+import subprocess
+import sys
+from typing import Tuple
 
 import psycopg2
 import pytest
-from psycopg2 import sql
 
+from tools.testkit import rows_oracle
 from tools.testkit.synthetic_dataset import create_dataset
 from tests.module_runner import ROOT, run_module
 
@@ -39,47 +41,17 @@ def _load(pair):
         conn.close()
 
 
-# count and md5 of rows in a stable order, each side's rows rendered by its own server
-_FINGERPRINT = sql.SQL("SELECT count(*) || ':' || coalesce(md5(string_agg(x::text, E'\\n' ORDER BY x::text)), '') "
-                       "FROM ({}) x")
-
-
-def _fingerprint(conn, tables: List[str]) -> str:
-    rows = sql.SQL(' UNION ALL ').join(sql.SQL('SELECT * FROM ONLY {}').format(sql.Identifier(t))
-                                       for t in tables)
-    with conn.cursor() as cur:
-        cur.execute(_FINGERPRINT.format(rows))
-        return cur.fetchone()[0]
-
-
-def _rows_by_target(manifest: str) -> Dict[str, List[str]]:
-    """Target table -> the source tables the manifest copies into it."""
-    conn = sqlite3.connect(manifest)
-    try:
-        pairs = conn.execute('SELECT source_table, target_table FROM tables').fetchall()
-    finally:
-        conn.close()
-    out: Dict[str, List[str]] = {}
-    for source, target in pairs:
-        out.setdefault(target or source, []).append(source)
-    return out
-
-
 def _check_rows_by_md5(pair, manifest: str) -> Tuple[int, int]:
-    """Every target table holds exactly the rows of its source tables; returns how many
-    source tables and rows were checked. Independent of compare_tables."""
+    """Every target table holds exactly the rows of its source tables (tools/testkit's
+    rows_oracle, independent of compare_tables); (source tables, rows) checked."""
     src = psycopg2.connect(**pair.source.libpq_kwargs())
     tgt = psycopg2.connect(**pair.target.libpq_kwargs())
-    tables = rows = 0
     try:
-        for target, sources in sorted(_rows_by_target(manifest).items()):
-            expected = _fingerprint(src, sources)
-            assert _fingerprint(tgt, [target]) == expected, (target, sources)
-            tables += len(sources)
-            rows += int(expected.split(':')[0])
+        tables, rows, mismatches = rows_oracle.check(src, tgt, manifest)
     finally:
         src.close()
         tgt.close()
+    assert mismatches == []
     return tables, rows
 
 
@@ -112,9 +84,24 @@ def _chain(pair, tmp_path):
     return boot
 
 
+def _oracle_script(pair, manifest: str) -> subprocess.CompletedProcess:
+    """rows_oracle as molecule's verify runs it: the connections as JSON on stdin."""
+    args = _target_args(pair, manifest=manifest)
+    args['target'] = {k: args.pop(k) for k in list(args) if k.startswith('login_') or k == 'ssl_mode'}
+    return subprocess.run([sys.executable, rows_oracle.__file__], input=json.dumps(args),
+                          capture_output=True, text=True, timeout=300)
+
+
 def test_chain_on_plain_postgresql(dbs, tmp_path):
     boot = _chain(dbs, tmp_path)
     assert boot['skipped_distribution']
+    manifest = str(tmp_path / 'icds.db')
+    res = _oracle_script(dbs, manifest)
+    assert res.returncode == 0 and json.loads(res.stdout)['mismatches'] == [], res
+    dbs.tgt_sql('DELETE FROM awc_location WHERE ctid = (SELECT min(ctid) FROM awc_location)')
+    res = _oracle_script(dbs, manifest)
+    assert res.returncode == 1, res
+    assert [m['target_table'] for m in json.loads(res.stdout)['mismatches']] == ['awc_location']
 
 
 @pytest.mark.citus
