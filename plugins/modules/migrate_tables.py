@@ -41,6 +41,7 @@ author: icds.citus_migration maintainers (@icds)
 extends_documentation_fragment:
   - icds.citus_migration.postgres
   - icds.citus_migration.postgres.source
+  - icds.citus_migration.postgres.schemas
 options:
   path:
     description: Path of the SQLite migration manifest, on the host that runs the copy.
@@ -89,14 +90,6 @@ options:
   table:
     description: Copy only this source table. Fails if it is not in the manifest or is already migrated.
     type: str
-  source_schema:
-    description: Schema of the source tables.
-    type: str
-    default: public
-  target_schema:
-    description: Schema of the target tables.
-    type: str
-    default: public
   ledger_schema:
     description: Schema of the exactly-once ledger table C(copy_ledger) on the target. Created if missing.
     type: str
@@ -247,6 +240,7 @@ tables:
 from ansible_collections.icds.citus_migration.plugins.module_utils.common import defaults
 from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import (
     HAS_PSYCOPG2, source_target_from_module_options)
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_argspec import schemas_argument_spec
 from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_module import (
     fail_json_on_error, postgres_module)
 
@@ -269,14 +263,13 @@ def main():
         start_date=dict(type='str'),
         end_date=dict(type='str'),
         table=dict(type='str'),
-        source_schema=dict(type='str', default=defaults.SCHEMA),
-        target_schema=dict(type='str', default=defaults.SCHEMA),
         ledger_schema=dict(type='str', default=defaults.LEDGER_SCHEMA),
         error_log=dict(type='path'),
         source_id=dict(type='str'),
         recopy=dict(type='list', elements='str'),
         recopy_drifted=dict(type='bool', default=False),
         fail_on_error=dict(type='bool', default=True),
+        **schemas_argument_spec()
     ))
     p = module.params
     options = run_options(p, 'module')

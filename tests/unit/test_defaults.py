@@ -15,17 +15,16 @@ from tests.module_runner import DEV_COLLECTIONS, ROOT, VENV_BIN
 
 CONNECTION = {'login_port': defaults.PORT, 'ssl_mode': defaults.SSL_MODE,
               'connect_timeout': defaults.CONNECT_TIMEOUT}
-COPY = {'parallel': defaults.PARALLEL, 'split_threshold': defaults.SPLIT_THRESHOLD,
-        'small_table_threshold': defaults.SMALL_TABLE_THRESHOLD,
-        'ledger_schema': defaults.LEDGER_SCHEMA, 'source_schema': defaults.SCHEMA,
-        'target_schema': defaults.SCHEMA}
+SCHEMAS = {'source_schema': defaults.SCHEMA, 'target_schema': defaults.SCHEMA}
+COPY = dict(SCHEMAS, parallel=defaults.PARALLEL, split_threshold=defaults.SPLIT_THRESHOLD,
+            small_table_threshold=defaults.SMALL_TABLE_THRESHOLD, ledger_schema=defaults.LEDGER_SCHEMA)
 TABLE_PLAN = {'schema': defaults.SCHEMA}
 MODULES = {
     'migrate_tables': dict(CONNECTION, **COPY),
     'citus_bootstrap': dict(CONNECTION, **TABLE_PLAN),
     'citus_child_tables': dict(CONNECTION, **TABLE_PLAN),
     'migration_manifest': dict(CONNECTION, **TABLE_PLAN),
-    'compare_tables': dict(CONNECTION),
+    'compare_tables': dict(CONNECTION, **SCHEMAS),
     'sync_sequences': dict(CONNECTION),
 }
 

@@ -41,6 +41,14 @@ def table_plan_argument_spec() -> Dict[str, Any]:
     )
 
 
+def schemas_argument_spec() -> Dict[str, Any]:
+    """``source_schema`` and ``target_schema``: where the tables are on each side."""
+    return dict(
+        source_schema=dict(type='str', default=defaults.SCHEMA),
+        target_schema=dict(type='str', default=defaults.SCHEMA),
+    )
+
+
 def module_argument_spec(options: Dict[str, Any], source: bool = True,
                          table_plan: bool = False) -> Dict[str, Any]:
     """The connection options, ``source`` (unless ``source=False``), the table plan options
