@@ -48,7 +48,8 @@ def local_ports(pid: int) -> Set[int]:
     return ports
 
 
-def _query(params, statement, args=None) -> list:
+def query(params, statement, args=None) -> list:
+    """Rows of one statement on its own autocommit connection ([] when it returns none)."""
     conn = psycopg2.connect(**params.libpq_kwargs())
     try:
         conn.autocommit = True
@@ -62,7 +63,7 @@ def _query(params, statement, args=None) -> list:
 def copies_in_flight(dbs, procs: Sequence) -> Dict[int, List[str]]:
     """Runner index -> the COPY ... FROM STDIN statements its backends run on the target now
     (active, or waiting for a lock)."""
-    rows = _query(dbs.target, "SELECT client_port, query FROM pg_stat_activity WHERE datname = %s "
+    rows = query(dbs.target, "SELECT client_port, query FROM pg_stat_activity WHERE datname = %s "
                   "AND query LIKE 'COPY %%FROM STDIN%%' AND state = 'active'", (dbs.target_db,))
     ports = {i: local_ports(p.pid) for i, p in enumerate(procs) if p.poll() is None}
     out: Dict[int, List[str]] = {}
@@ -89,7 +90,7 @@ def wait_for(what: str, check: Callable[[], bool], procs: Sequence = (), timeout
 def waiting_on(dbs, wait_event: str) -> int:
     """How many runner backends on the target wait for a heavyweight lock of this kind
     ('relation', 'advisory')."""
-    return _query(dbs.target, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+    return query(dbs.target, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
                   "AND application_name LIKE 'icds.citus_migration (%%' AND wait_event_type = 'Lock' "
                   "AND wait_event = %s", (dbs.target_db, wait_event))[0][0]
 
@@ -125,16 +126,16 @@ def table_lock_held(dbs, source_id: str, source_table: str, part: str = '') -> I
 
 def source_id(dbs) -> str:
     """The ledger's name of the source database, as a runner computes it."""
-    dbname, sysid = _query(dbs.source, 'SELECT current_database(), system_identifier::text '
+    dbname, sysid = query(dbs.source, 'SELECT current_database(), system_identifier::text '
                            'FROM pg_control_system()')[0]
     return '%s@%s' % (dbname, sysid)
 
 
 def ledger_rows(dbs) -> List[tuple]:
     """(source_table, part, runner) of every ledger row on the target (none yet: [])."""
-    if _query(dbs.target, 'SELECT to_regclass(%s)', ('%s.copy_ledger' % LEDGER,))[0][0] is None:
+    if query(dbs.target, 'SELECT to_regclass(%s)', ('%s.copy_ledger' % LEDGER,))[0][0] is None:
         return []
-    return _query(dbs.target, sql.SQL('SELECT source_table, part, runner FROM {}.copy_ledger '
+    return query(dbs.target, sql.SQL('SELECT source_table, part, runner FROM {}.copy_ledger '
                                       'ORDER BY 1, 2').format(sql.Identifier(LEDGER)))
 
 

@@ -47,16 +47,8 @@ def drifted(result):
     return sorted(name for name, c in result.items() if not c.match)
 
 
-def conn_args(server, db):
-    return dict(login_host='127.0.0.1', login_port=server.port, login_user='postgres',
-                login_db=db, ssl_mode='disable')
-
-
 def module_args(dbs, **extra):
-    out = conn_args(dbs.target_server, dbs.target_db)
-    out['source'] = conn_args(dbs.source_server, dbs.source_db)
-    out.update(extra)
-    return out
+    return dbs.module_args(**extra)
 
 
 def test_after_copy_everything_matches_with_slices_from_checks(copied):

@@ -19,18 +19,6 @@ from tests.module_runner import ROOT, run_module
 UCR_FOLDER = os.path.join(ROOT, 'tests', 'fixtures', 'ucr_data_sources')
 
 
-def _conn(server, db):
-    return dict(login_host='127.0.0.1', login_port=server.port, login_user='postgres',
-                login_db=db, ssl_mode='disable')
-
-
-def _target_args(pair, **extra):
-    args = _conn(pair.target_server, pair.target_db)
-    args['source'] = _conn(pair.source_server, pair.source_db)
-    args.update(extra)
-    return args
-
-
 def _load(pair):
     conn = psycopg2.connect(host='127.0.0.1', port=pair.source_server.port, user='postgres',
                             dbname=pair.source_db)
@@ -67,16 +55,16 @@ def _twice(name, args):
 def _chain(pair, tmp_path):
     _load(pair)
     manifest = str(tmp_path / 'icds.db')
-    boot = _twice('citus_bootstrap', _target_args(pair, ucr_folder=UCR_FOLDER))
+    boot = _twice('citus_bootstrap', pair.module_args(ucr_folder=UCR_FOLDER))
     assert boot['changed'] is True
-    _twice('citus_child_tables', _target_args(pair, ucr_folder=UCR_FOLDER))
-    gen_args = _conn(pair.source_server, pair.source_db)
+    _twice('citus_child_tables', pair.module_args(ucr_folder=UCR_FOLDER))
+    gen_args = pair.module_conn('source')
     gen_args.update(path=manifest, ucr_folder=UCR_FOLDER)
     gen = _twice('migration_manifest', gen_args)
     assert gen['added_count'] > 50 and not gen['unclassified']
-    copy = _twice('migrate_tables', _target_args(pair, path=manifest, parallel=2))
+    copy = _twice('migrate_tables', pair.module_args(path=manifest, parallel=2))
     assert copy['copied'] == gen['added_count'] and copy['errored'] == 0
-    compare = run_module('compare_tables', _target_args(pair, path=manifest, checksums=True,
+    compare = run_module('compare_tables', pair.module_args(path=manifest, checksums=True,
                                                         fail_on_drift=True))
     assert not compare.get('failed'), compare
     assert compare['drift_count'] == 0 and compare['matched_count'] == gen['added_count']
@@ -86,7 +74,7 @@ def _chain(pair, tmp_path):
 
 def _oracle_script(pair, manifest: str) -> subprocess.CompletedProcess:
     """rows_oracle as molecule's verify runs it: the connections as JSON on stdin."""
-    args = _target_args(pair, manifest=manifest)
+    args = pair.module_args(manifest=manifest)
     args['target'] = {k: args.pop(k) for k in list(args) if k.startswith('login_') or k == 'ssl_mode'}
     return subprocess.run([sys.executable, rows_oracle.__file__], input=json.dumps(args),
                           capture_output=True, text=True, timeout=300)

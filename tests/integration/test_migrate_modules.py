@@ -8,18 +8,8 @@ from tests.integration.copy_helpers import (
 from tests.module_runner import run_adhoc, run_module
 
 
-def conn(server, db, **extra):
-    out = dict(login_host='127.0.0.1', login_port=server.port, login_user='postgres',
-               login_db=db, ssl_mode='disable')
-    out.update(extra)
-    return out
-
-
 def args_for(dbs, manifest, **extra):
-    out = conn(dbs.target_server, dbs.target_db)
-    out.update(source=conn(dbs.source_server, dbs.source_db), path=manifest)
-    out.update(extra)
-    return out
+    return dbs.module_args(path=manifest, **extra)
 
 
 def test_check_mode_then_copy_then_idempotent(dbs, tmp_path):

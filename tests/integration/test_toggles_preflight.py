@@ -20,11 +20,6 @@ DOMAIN = 'icds-cas'
 ROLES = ['toggles_preflight', 'ucr_mirrors', 'schema_bootstrap', 'toggles_enable']
 
 
-def _conn(server, db):
-    return dict(login_host='127.0.0.1', login_port=server.port, login_user='postgres',
-                login_db=db, ssl_mode='disable')
-
-
 @pytest.fixture
 def world(dbs, couch_db, tmp_path):
     conn = psycopg2.connect(**dbs.source.libpq_kwargs())
@@ -38,8 +33,8 @@ def world(dbs, couch_db, tmp_path):
     dbs.couch = couch_db
     dbs.ucr_folder = str(folder)
     dbs.variables = dict(
-        citus_migration_target_conn=_conn(dbs.target_server, dbs.target_db),
-        citus_migration_source=dict(alias='src', conn=_conn(dbs.source_server, dbs.source_db)),
+        citus_migration_target_conn=dbs.module_conn('target'),
+        citus_migration_source=dict(alias='src', conn=dbs.module_conn('source')),
         citus_migration_copy_host='localhost', citus_migration_require_citus=False,
         citus_migration_couch_url=couch_db.url, couchdb2=dict(username=ADMIN_USER, password=ADMIN_PASSWORD),
         citus_migration_domain=DOMAIN, citus_migration_domain_item='domain:' + DOMAIN,
