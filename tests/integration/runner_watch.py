@@ -64,13 +64,13 @@ def copies_in_flight(dbs, procs: Sequence) -> Dict[int, List[str]]:
     """Runner index -> the COPY ... FROM STDIN statements its backends run on the target now
     (active, or waiting for a lock)."""
     rows = query(dbs.target, "SELECT client_port, query FROM pg_stat_activity WHERE datname = %s "
-                  "AND query LIKE 'COPY %%FROM STDIN%%' AND state = 'active'", (dbs.target_db,))
+                 "AND query LIKE 'COPY %%FROM STDIN%%' AND state = 'active'", (dbs.target_db,))
     ports = {i: local_ports(p.pid) for i, p in enumerate(procs) if p.poll() is None}
     out: Dict[int, List[str]] = {}
-    for port, query in rows:
+    for port, statement in rows:
         for i, mine in ports.items():
             if port in mine:
-                out.setdefault(i, []).append(query)
+                out.setdefault(i, []).append(statement)
     return out
 
 
@@ -91,8 +91,8 @@ def waiting_on(dbs, wait_event: str) -> int:
     """How many runner backends on the target wait for a heavyweight lock of this kind
     ('relation', 'advisory')."""
     return query(dbs.target, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
-                  "AND application_name LIKE 'icds.citus_migration (%%' AND wait_event_type = 'Lock' "
-                  "AND wait_event = %s", (dbs.target_db, wait_event))[0][0]
+                 "AND application_name LIKE 'icds.citus_migration (%%' AND wait_event_type = 'Lock' "
+                 "AND wait_event = %s", (dbs.target_db, wait_event))[0][0]
 
 
 @contextmanager
@@ -127,7 +127,7 @@ def table_lock_held(dbs, source_id: str, source_table: str, part: str = '') -> I
 def source_id(dbs) -> str:
     """The ledger's name of the source database, as a runner computes it."""
     dbname, sysid = query(dbs.source, 'SELECT current_database(), system_identifier::text '
-                           'FROM pg_control_system()')[0]
+                          'FROM pg_control_system()')[0]
     return '%s@%s' % (dbname, sysid)
 
 
