@@ -85,10 +85,12 @@ test:
 	@$(ROOT)/tools/run-stages.sh deps venv install -- pytest sanity lint molecule
 
 ## pytest: unit + integration tests (pytest.ini testpaths). Log kept in .cache/pytest.log.
+## Its summary says how many Citus tests ran or were skipped, and why (tests/citus_summary.py).
+## "No tests collected" (pytest's exit 5) fails it, as any other failure does.
 pytest: deps venv install
 	@mkdir -p $(CACHE)
 	@rc=0; cd $(ROOT) && $(PY) -m pytest $(PYTEST_ARGS) 2>&1 | tee $(CACHE)/pytest.log || rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "pytest: no tests were collected (exit 5)"; rc=0; fi; exit $$rc
+	if [ $$rc -eq 5 ]; then echo "pytest: no tests were collected (exit 5): failing" >&2; fi; exit $$rc
 
 ## sanity: ansible-test sanity --venv --python $(SANITY_PYTHON) on a copy of the collection.
 # Runs every sanity test ansible-test has for a collection; the test venvs are built

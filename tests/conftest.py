@@ -25,4 +25,5 @@ _link_collection()
 pytest_plugins = [
     'tests.fixtures.postgres',
     'tests.fixtures.couchdb',
+    'tests.citus_summary',
 ]

@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 import sys
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
@@ -92,14 +92,16 @@ class RolePlay:
         return result
 
 
-def run_role(role: str, variables: Dict[str, Any], workdir: str, check: bool = False,
-             timeout: float = 300) -> RolePlay:
-    """``ansible-playbook`` of one play with ``icds.citus_migration.<role>`` and ``variables``
-    as play vars (the playbook is written into ``workdir``), read through the json callback."""
-    playbook = os.path.join(str(workdir), '%s.yml' % role)
+def run_role(role: Union[str, Sequence[str]], variables: Dict[str, Any], workdir: str,
+             check: bool = False, timeout: float = 300) -> RolePlay:
+    """``ansible-playbook`` of one play with ``icds.citus_migration.<role>`` (or several roles,
+    in order) and ``variables`` as play vars (the playbook is written into ``workdir``), read
+    through the json callback."""
+    roles = [role] if isinstance(role, str) else list(role)
+    playbook = os.path.join(str(workdir), '%s.yml' % '-'.join(roles))
     with open(playbook, 'w') as handle:
-        yaml.safe_dump([{'name': role, 'hosts': 'localhost', 'gather_facts': False,
-                         'vars': variables, 'roles': ['icds.citus_migration.' + role]}], handle)
+        yaml.safe_dump([{'name': ' '.join(roles), 'hosts': 'localhost', 'gather_facts': False,
+                         'vars': variables, 'roles': ['icds.citus_migration.' + r for r in roles]}], handle)
     cmd = [os.path.join(VENV_BIN, 'ansible-playbook'), '-i', 'localhost,', '-c', 'local', playbook]
     if check:
         cmd.append('--check')

@@ -4,7 +4,8 @@
 # Targets after it all run, even when an earlier one failed. Exits 1 if any failed.
 #
 # pytest's own summary line (from .cache/pytest.log) is printed again as the very last
-# line, so that it closes the output of `make test` / .ci/run.
+# line, so that it closes the output of `make test` / .ci/run, after the count of Citus
+# tests that ran or were skipped (tests/citus_summary.py).
 #
 # Usage: tools/run-stages.sh [PREREQUISITE... --] TARGET...
 set -uo pipefail
@@ -56,8 +57,10 @@ log="$ROOT/.cache/pytest.log"
 if [[ " $* " == *" pytest "* && -f "$log" ]]; then
     # e.g. "=========== 120 passed, 2 skipped in 81.23s (0:01:21) ==========="
     line="$(grep -E '^=+ .*(passed|failed|error|skipped|deselected|no tests ran).* in [0-9.]+s' "$log" | tail -1 || true)"
+    citus="$(grep -E '^citus tests: ' "$log" | tail -1 || true)"
     if [[ -n "$line" ]]; then
         echo "pytest result:"
+        [[ -n "$citus" ]] && echo "$citus"
         echo "$line"
     fi
 fi

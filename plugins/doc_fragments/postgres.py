@@ -111,3 +111,16 @@ options:
         type: int
         default: 10
 '''
+
+    # Where the tables are on each side (modules that read the source and write the target).
+    SCHEMAS = r'''
+options:
+  source_schema:
+    description: Schema of the source tables.
+    type: str
+    default: public
+  target_schema:
+    description: Schema of the target tables.
+    type: str
+    default: public
+'''

@@ -28,6 +28,9 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.stor
 from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import (
     SSL_MODES, ConnParams, connect)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.recopy import RecopyRun
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.run_options import (
+    empty_result, run_options, run_result)
+from ansible_collections.icds.citus_migration.plugins.module_utils.common import defaults
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.progress import (
     Progress, fmt_bytes, fmt_duration)
 from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.selection import (
@@ -63,7 +66,7 @@ def _conn_args(parser: argparse.ArgumentParser, side: str, short_db: Optional[st
                         help='%s host (or Unix socket directory)' % side)
     parser.add_argument(*flags(short_user, '--%s-user' % side), required=required,
                         help='%s role' % side)
-    parser.add_argument('--%s-port' % side, type=int, default=None, help='%s port (default 5432)' % side)
+    parser.add_argument('--%s-port' % side, type=int, default=None, help='%s port (default %d)' % (side, defaults.PORT))
     parser.add_argument('--%s-sslmode' % side, choices=SSL_MODES, default=None)
     parser.add_argument('--%s-sslrootcert' % side, default=None)
     parser.add_argument('--%s-sslcert' % side, default=None)
@@ -101,20 +104,21 @@ def build_parser() -> argparse.ArgumentParser:
     mig.add_argument('--table', help='copy only this source table')
     mig.add_argument('--confirm', action='store_true', help='ask before each table')
     mig.add_argument('--dry-run', action='store_true', help='print what would be copied; touch nothing')
-    mig.add_argument('--parallel', type=int, default=1, help='tables copied at once (default 1)')
-    mig.add_argument('--split-threshold', default='1GB', metavar='SIZE',
+    mig.add_argument('--parallel', type=int, default=defaults.PARALLEL,
+                     help='tables copied at once (default %d)' % defaults.PARALLEL)
+    mig.add_argument('--split-threshold', default=defaults.SPLIT_THRESHOLD, metavar='SIZE',
                      help='copy a source table larger than SIZE on disk (e.g. 1GB, 500MB; '
                           'bytes without a unit) in parts: ctid block ranges copied in '
                           'parallel like separate tables, each exactly once (the split plan '
-                          'and every part are recorded on the target). Default 1GB')
+                          'and every part are recorded on the target). Default %s' % defaults.SPLIT_THRESHOLD)
     mig.add_argument('--split-parts', type=int, default=None, metavar='N',
                      help='parts per split table (default: --parallel)')
-    mig.add_argument('--small-table-threshold', default='64MB', metavar='SIZE',
+    mig.add_argument('--small-table-threshold', default=defaults.SMALL_TABLE_THRESHOLD, metavar='SIZE',
                      help='Citus target only: a source table smaller than SIZE on disk is '
                           'written through one connection per worker instead of one per shard '
                           '(citus.max_adaptive_executor_pool_size = 1 for its transaction); '
                           'opening and closing a connection per shard costs small tables more '
-                          'than it gains. 0 turns it off. Default 64MB')
+                          'than it gains. 0 turns it off. Default %s' % defaults.SMALL_TABLE_THRESHOLD)
     mig.add_argument('--recopy', nargs='+', metavar='TABLE', default=None,
                      help='copy these migrated source tables again, replacing their rows on the '
                           'target in one transaction (drift catch-up; put db_path before it)')
@@ -127,9 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     mig.add_argument('-y', '--yes', action='store_true', help='do not ask for confirmation')
     mig.add_argument('--error-log', default=None,
                      help='JSON-lines error log (default: <db_path>.errors.jsonl)')
-    mig.add_argument('--source-schema', default='public')
-    mig.add_argument('--target-schema', default='public')
-    mig.add_argument('--ledger-schema', default='icds_citus_migration',
+    mig.add_argument('--source-schema', default=defaults.SCHEMA)
+    mig.add_argument('--target-schema', default=defaults.SCHEMA)
+    mig.add_argument('--ledger-schema', default=defaults.LEDGER_SCHEMA,
                      help='schema of the exactly-once ledger on the target')
     mig.add_argument('--source-id', default=None,
                      help='name of the source in the ledger (default: database name and system id)')
@@ -230,14 +234,7 @@ def _confirmed_run(run, args: argparse.Namespace, question: str, verb: str):
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    options = RunOptions(parallel=args.parallel, stop_on_error=not args.no_stop_on_error,
-                         retry_errors=args.retry_errors, start_date=args.start_date,
-                         end_date=args.end_date, table=args.table,
-                         source_schema=args.source_schema, target_schema=args.target_schema,
-                         ledger_schema=args.ledger_schema, error_log=args.error_log,
-                         source_id=args.source_id, split_threshold=args.split_threshold,
-                         split_parts=args.split_parts,
-                         small_table_threshold=args.small_table_threshold)
+    options = run_options(dict(vars(args), stop_on_error=not args.no_stop_on_error), 'cli')
     if args.recopy or args.recopy_drifted:
         return cmd_recopy(args, options)
     tty = sys.stdout.isatty()
@@ -260,8 +257,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         if not rows:
             echo('Nothing to migrate: no table matches the selection.')
             if args.json:
-                echo(json.dumps({'selected': 0, 'copied': 0, 'already_copied': 0, 'errored': 0,
-                                 'stopped_early': False, 'elapsed_s': 0.0, 'tables': []}, indent=2))
+                echo(json.dumps(empty_result(), indent=2))
             return EXIT_OK
         report = _confirmed_run(run, args, 'Preparing to migrate %d tables. [yes / no]'
                                 % len(rows), 'Migrate')
@@ -270,11 +266,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     finally:
         run.close()
     if args.json:
-        echo(json.dumps({'selected': report.selected, 'copied': report.count('copied'),
-                         'already_copied': report.count('already_copied'),
-                         'errored': report.failed, 'stopped_early': report.stopped_early,
-                         'elapsed_s': round(report.elapsed_s, 3),
-                         'tables': [r.as_dict() for r in report.results]}, indent=2))
+        echo(json.dumps(run_result(report), indent=2))
     else:
         echo('Done in %s: %d copied, %d already copied, %d errored%s.' % (
             fmt_duration(report.elapsed_s), report.count('copied'), report.count('already_copied'),

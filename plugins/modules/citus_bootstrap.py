@@ -30,17 +30,8 @@ author:
 extends_documentation_fragment:
   - icds.citus_migration.postgres
   - icds.citus_migration.postgres.source
+  - icds.citus_migration.table_plan
 options:
-  plan:
-    description:
-      - Path of the YAML table plan. Defaults to the ICDS plan shipped with the collection
-        (C(plans/icds.yml)).
-    type: path
-  ucr_folder:
-    description:
-      - Folder of UCR data source JSON files. When given, each ICDS UCR table takes its
-        distribution and primary key from its data source (C(config.sql_settings)).
-    type: path
   tables:
     description:
       - Only these top-level tables (each must be a parent or plain table of the plan that
@@ -56,10 +47,6 @@ options:
     type: str
     choices: [ auto, required, skip ]
     default: auto
-  schema:
-    description: Schema of the tables, on the source and on the target.
-    type: str
-    default: public
 notes:
   - Check mode returns the exact statements that would run, and changes nothing.
   - A created table is the source's table, except for what RV(changes) lists (also in check

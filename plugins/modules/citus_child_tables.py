@@ -26,15 +26,8 @@ author:
 extends_documentation_fragment:
   - icds.citus_migration.postgres
   - icds.citus_migration.postgres.source
+  - icds.citus_migration.table_plan
 options:
-  plan:
-    description:
-      - Path of the YAML table plan. Defaults to the ICDS plan shipped with the collection
-        (C(plans/icds.yml)).
-    type: path
-  ucr_folder:
-    description: Folder of UCR data source JSON files (used to classify UCR tables).
-    type: path
   parents:
     description:
       - Only the children of these parents. Each must be a keep-child parent (or a
@@ -45,10 +38,6 @@ options:
     description: About how many DDL statements run in one transaction (one round trip).
     type: int
     default: 500
-  schema:
-    description: Schema of the tables, on the source and on the target.
-    type: str
-    default: public
 notes:
   - Check mode returns the exact statements that would run, and changes nothing. In check mode
     a parent that does not exist on the target yet (a dry run of the whole runbook, where

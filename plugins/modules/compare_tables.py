@@ -33,6 +33,7 @@ author:
 extends_documentation_fragment:
   - icds.citus_migration.postgres
   - icds.citus_migration.postgres.source
+  - icds.citus_migration.postgres.schemas
 options:
   path:
     description:
@@ -69,14 +70,6 @@ options:
     description: Fail the task when any comparison does not match (or could not run).
     type: bool
     default: false
-  source_schema:
-    description: Schema of the source tables.
-    type: str
-    default: public
-  target_schema:
-    description: Schema of the target tables.
-    type: str
-    default: public
   wait_for_new_rows:
     description:
       - Poll until rows with O(wait_for_new_rows.column) at or after
@@ -224,6 +217,7 @@ new_rows:
 
 from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import (
     HAS_PSYCOPG2, connect, connection_pair, source_target_from_module_options)
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_argspec import schemas_argument_spec
 from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_module import (
     fail_json_on_error, postgres_module)
 from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import SelectionError
@@ -261,8 +255,6 @@ def main():
         checksums=dict(type='bool', default=False),
         only_migrated=dict(type='bool', default=True),
         fail_on_drift=dict(type='bool', default=False),
-        source_schema=dict(type='str', default='public'),
-        target_schema=dict(type='str', default='public'),
         wait_for_new_rows=dict(type='dict', options=dict(
             tables=dict(type='list', elements='raw', required=True),
             column=dict(type='str', required=True),
@@ -270,6 +262,7 @@ def main():
             timeout=dict(type='int', default=300),
             interval=dict(type='int', default=10),
         )),
+        **schemas_argument_spec()
     ), required_one_of=[('path', 'tables', 'wait_for_new_rows')])
     p = module.params
     source, target = source_target_from_module_options(p)

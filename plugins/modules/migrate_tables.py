@@ -41,6 +41,7 @@ author: icds.citus_migration maintainers (@icds)
 extends_documentation_fragment:
   - icds.citus_migration.postgres
   - icds.citus_migration.postgres.source
+  - icds.citus_migration.postgres.schemas
 options:
   path:
     description: Path of the SQLite migration manifest, on the host that runs the copy.
@@ -89,14 +90,6 @@ options:
   table:
     description: Copy only this source table. Fails if it is not in the manifest or is already migrated.
     type: str
-  source_schema:
-    description: Schema of the source tables.
-    type: str
-    default: public
-  target_schema:
-    description: Schema of the target tables.
-    type: str
-    default: public
   ledger_schema:
     description: Schema of the exactly-once ledger table C(copy_ledger) on the target. Created if missing.
     type: str
@@ -244,56 +237,49 @@ tables:
       parts: null
 '''
 
+from ansible_collections.icds.citus_migration.plugins.module_utils.common import defaults
 from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import (
     HAS_PSYCOPG2, source_target_from_module_options)
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_argspec import schemas_argument_spec
 from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_module import (
     fail_json_on_error, postgres_module)
 
 if HAS_PSYCOPG2:
-    from ansible_collections.icds.citus_migration.plugins.module_utils.copy.runner import (
-        MigrationRun, RunOptions)
+    from ansible_collections.icds.citus_migration.plugins.module_utils.copy.runner import MigrationRun
+    from ansible_collections.icds.citus_migration.plugins.module_utils.copy.run_options import (
+        empty_result, run_options, run_result)
     from ansible_collections.icds.citus_migration.plugins.module_utils.copy.recopy import RecopyRun
 
 
 def main():
     module = postgres_module(dict(
         path=dict(type='path', required=True, aliases=['db_path', 'manifest']),
-        parallel=dict(type='int', default=1),
-        split_threshold=dict(type='str', default='1GB'),
+        parallel=dict(type='int', default=defaults.PARALLEL),
+        split_threshold=dict(type='str', default=defaults.SPLIT_THRESHOLD),
         split_parts=dict(type='int'),
-        small_table_threshold=dict(type='str', default='64MB'),
+        small_table_threshold=dict(type='str', default=defaults.SMALL_TABLE_THRESHOLD),
         stop_on_error=dict(type='bool', default=True),
         retry_errors=dict(type='bool', default=False),
         start_date=dict(type='str'),
         end_date=dict(type='str'),
         table=dict(type='str'),
-        source_schema=dict(type='str', default='public'),
-        target_schema=dict(type='str', default='public'),
-        ledger_schema=dict(type='str', default='icds_citus_migration'),
+        ledger_schema=dict(type='str', default=defaults.LEDGER_SCHEMA),
         error_log=dict(type='path'),
         source_id=dict(type='str'),
         recopy=dict(type='list', elements='str'),
         recopy_drifted=dict(type='bool', default=False),
         fail_on_error=dict(type='bool', default=True),
+        **schemas_argument_spec()
     ))
     p = module.params
-    options = RunOptions(parallel=p['parallel'], stop_on_error=p['stop_on_error'],
-                         retry_errors=p['retry_errors'], start_date=p['start_date'],
-                         end_date=p['end_date'], table=p['table'],
-                         source_schema=p['source_schema'], target_schema=p['target_schema'],
-                         ledger_schema=p['ledger_schema'], error_log=p['error_log'],
-                         source_id=p['source_id'], split_threshold=p['split_threshold'],
-                         split_parts=p['split_parts'],
-                         small_table_threshold=p['small_table_threshold'],
-                         option_style='module')
+    options = run_options(p, 'module')
     source, target = source_target_from_module_options(p)
     if p['recopy'] or p['recopy_drifted']:
         run = RecopyRun(p['path'], source, target, options, p['recopy'] or [],
                         p['recopy_drifted'])
     else:
         run = MigrationRun(p['path'], source, target, options)
-    result = dict(changed=False, selected=0, copied=0, already_copied=0, errored=0,
-                  stopped_early=False, elapsed_s=0.0, rows_copied=0, tables=[])
+    result = dict(changed=False, **empty_result())
     try:
         with fail_json_on_error(module, result, unexpected=True):
             rows = run.prepare(readonly=module.check_mode)
@@ -312,11 +298,7 @@ def main():
     finally:
         run.close()
 
-    result.update(changed=report.changed, copied=report.count('copied'),
-                  already_copied=report.count('already_copied'), errored=report.failed,
-                  stopped_early=report.stopped_early, elapsed_s=round(report.elapsed_s, 3),
-                  rows_copied=sum(r.rows or 0 for r in report.results if r.status == 'copied'),
-                  tables=[r.as_dict() for r in report.results])
+    result.update(run_result(report), changed=report.changed)
     if report.failed and p['fail_on_error']:
         failed = [r for r in report.results if r.status == 'errored']
         module.fail_json(msg='%d of %d tables failed: %s' % (

@@ -33,6 +33,7 @@ author:
   - icds.citus_migration maintainers (@icds)
 extends_documentation_fragment:
   - icds.citus_migration.postgres
+  - icds.citus_migration.table_plan
 options:
   path:
     description:
@@ -41,17 +42,6 @@ options:
     type: path
     required: true
     aliases: [ db_path, manifest ]
-  plan:
-    description:
-      - Path of a table plan YAML file. Defaults to the ICDS plan shipped in the collection
-        (C(plans/icds.yml)).
-    type: path
-  ucr_folder:
-    description:
-      - Folder of UCR data source JSON files. With it, each ICDS UCR table takes its
-        distribution and primary key from its data source; it only affects the validation
-        warnings of this module.
-    type: path
   unclassified:
     description:
       - What to do with source tables no plan rule fits. V(error) fails listing them and writes
@@ -59,10 +49,6 @@ options:
     type: str
     default: error
     choices: [ error, warn ]
-  schema:
-    description: Schema of the source tables.
-    type: str
-    default: public
 attributes:
   check_mode:
     description: Reports in RV(added) what would be added; writes nothing, not even a new file.
@@ -73,6 +59,7 @@ attributes:
 notes:
   - The connection options (O(login_host), O(login_db), ...) are those of the SOURCE
     database, not of the Citus coordinator.
+  - O(ucr_folder) only affects the validation warnings of this module.
 seealso:
   - module: icds.citus_migration.migrate_tables
   - module: icds.citus_migration.migration_status

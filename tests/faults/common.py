@@ -13,6 +13,7 @@ import psycopg2
 from tests.fixtures.postgres import DbPair
 from tests.integration.copy_helpers import (
     MANIFEST_ROWS, load_nasty, make_old_manifest, nasty_schema)
+from tests.integration.runner_watch import query
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS_DIR = os.path.join(HERE, 'results')
@@ -40,17 +41,6 @@ FP_SQL = ("SELECT count(*) || ':' || coalesce(sum(('x' || substr(md5(x::text), 1
 
 def qident(name: str) -> str:
     return '"%s"' % name.replace('"', '""')
-
-
-def query(params, sql: str, args=None) -> list:
-    conn = psycopg2.connect(**params.libpq_kwargs())
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(sql, args)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
 
 
 def fingerprints(params, items: List[Tuple[str, str]]) -> List[str]:

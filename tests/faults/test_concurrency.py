@@ -11,6 +11,7 @@ import pytest
 
 from tests.faults.common import ROWS, check_final, ledger_state, recorded
 from tests.integration.copy_helpers import cli_conn_args, make_old_manifest, run_cli
+from tests.integration.runner_watch import copies_in_flight, tables_by_runner, tables_locked, wait_for
 
 RUNNERS = 4
 
@@ -29,10 +30,17 @@ def test_four_runners_copy_each_table_once(world, pair, tmp_path, shared, split)
         make_old_manifest(str(tmp_path / ('copy%d.db' % i)), ROWS) for i in range(1, RUNNERS)]
     with recorded('test_four_runners_copy_each_table_once', None, '4 concurrent runners',
                   shared=shared, split_threshold=split) as entry:
-        procs = [run_cli(['migrate', '--yes', '--json', '--parallel', '2', '--split-threshold', split]
-                         + cli_conn_args(pair) + [path], background=True) for path in paths]
+        targets = sorted({target or source for source, dummy, target in ROWS})
+        with tables_locked(pair, targets):  # every COPY waits here until all runners have one
+            procs = [run_cli(['migrate', '--yes', '--json', '--parallel', '2', '--split-threshold', split]
+                             + cli_conn_args(pair) + [path], background=True) for path in paths]
+            wait_for('all %d runners copying at once' % RUNNERS,
+                     lambda: len(copies_in_flight(pair, procs)) == RUNNERS, procs)
         outs = [p.communicate(timeout=600) for p in procs]
         assert [p.returncode for p in procs] == [0] * RUNNERS, outs
+        by_runner = tables_by_runner(pair, procs)
+        entry['tables_per_runner'] = {i: len(t) for i, t in by_runner.items()}
+        assert sorted(by_runner) == list(range(RUNNERS)), by_runner  # each copied something
         summaries = [_summary(out) for out, _ in outs]
         entry['copied_per_runner'] = [s['copied'] for s in summaries]
         # no table copied by two runners: per table, at most one runner reports a whole copy

@@ -1,6 +1,5 @@
 """compare_tables: row counts and checksums after a real copy, drift, new-row watching."""
 
-import threading
 import time
 from datetime import datetime
 
@@ -48,16 +47,8 @@ def drifted(result):
     return sorted(name for name, c in result.items() if not c.match)
 
 
-def conn_args(server, db):
-    return dict(login_host='127.0.0.1', login_port=server.port, login_user='postgres',
-                login_db=db, ssl_mode='disable')
-
-
 def module_args(dbs, **extra):
-    out = conn_args(dbs.target_server, dbs.target_db)
-    out['source'] = conn_args(dbs.source_server, dbs.source_db)
-    out.update(extra)
-    return out
+    return dbs.module_args(**extra)
 
 
 def test_after_copy_everything_matches_with_slices_from_checks(copied):
@@ -241,24 +232,31 @@ def _new_rows_tables(dbs):
     return dbs.tgt_sql("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')").strip()
 
 
-def _later(delay, *calls):
-    def run():
-        time.sleep(delay)
-        for call in calls:
-            call()
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
+class _InsertOnFirstWait:
+    """A ``sleep`` for wait_for_new_rows: the first time the poller waits (it polled both
+    databases once and found nothing new), the new rows arrive; later waits really sleep."""
+
+    def __init__(self, *calls):
+        self.calls = calls
+        self.waits = 0
+
+    def __call__(self, seconds: float) -> None:
+        self.waits += 1
+        if self.waits == 1:
+            for call in self.calls:
+                call()
+        else:
+            time.sleep(seconds)
 
 
 def test_wait_sees_new_rows_in_both_databases(dbs):
     since = _new_rows_tables(dbs)
-    thread = _later(1.0, lambda: dbs.src_sql(INSERT_NEW), lambda: dbs.tgt_sql(INSERT_NEW))
+    arrive = _InsertOnFirstWait(lambda: dbs.src_sql(INSERT_NEW), lambda: dbs.tgt_sql(INSERT_NEW))
     results = wait_for_new_rows(lambda: connect(dbs.source), lambda: connect(dbs.target),
                                 ['ucr_icds-cas_new_rows_0f0f0f0f'], 'inserted_at', since,
-                                timeout_s=20, interval_s=0.3)
-    thread.join()
+                                timeout_s=20, interval_s=0.3, sleep=arrive)
     (res,) = results
+    assert arrive.waits == 1  # nothing new at the first poll, both seen at the second
     assert (res.seen_in_source, res.seen_in_target, res.timed_out, res.error) == (True, True, False, None)
     assert (res.source_rows, res.target_rows) == (1, 1)
     assert res.source_seen_after_s is not None and res.target_seen_after_s is not None
@@ -268,11 +266,10 @@ def test_wait_sees_new_rows_in_both_databases(dbs):
 
 def test_wait_times_out_naming_the_missing_side(dbs):
     since = _new_rows_tables(dbs)
-    thread = _later(0.5, lambda: dbs.src_sql(INSERT_NEW))
+    dbs.src_sql(INSERT_NEW)  # new rows in the source only: the target never gets them
     out = run_module('compare_tables', module_args(dbs, wait_for_new_rows=dict(
         tables=['ucr_icds-cas_new_rows_0f0f0f0f', {'source': 'no_such', 'target': 'no_such'}],
         column='inserted_at', since=since, timeout=3, interval=1)))
-    thread.join()
     assert out['failed'] is True
     assert 'ucr_icds-cas_new_rows_0f0f0f0f (no new rows in the target)' in out['msg'], out['msg']
     assert 'no_such (source: relation "public.no_such" does not exist)' in out['msg'], out['msg']

@@ -2,13 +2,15 @@
 
 import os
 import signal
-import time
 
+import psycopg2
 import pytest
 
 from tests.integration.copy_helpers import (
     MANIFEST_ROWS, cli_conn_args, fingerprint, load_nasty, make_old_manifest, manifest_flags,
     run_cli, union_fingerprint)
+from tests.integration.runner_watch import (
+    copies_in_flight, tables_by_runner, tables_locked, wait_for, waiting_on)
 
 BIG = 'big-table'
 
@@ -17,14 +19,25 @@ def _ledger_count(dbs) -> int:
     return int(dbs.tgt_sql('SELECT count(*) FROM icds_citus_migration.copy_ledger').strip())
 
 
+# the target's COPY into BIG stops at this row until the test lets it go (a trigger waits
+# for an advisory lock the test holds): the kill lands mid-copy, rows already sent, always
+HOLD_AT_ROW = 1000
+HOLD_KEY = 7310  # a one-key advisory lock, apart from the runners' two-key ones
+HOLD_TRIGGER = (
+    'CREATE FUNCTION hold_copy() RETURNS trigger LANGUAGE plpgsql AS '
+    '$$BEGIN PERFORM pg_advisory_xact_lock_shared(%d); RETURN NEW; END$$;'
+    'CREATE TRIGGER hold_copy BEFORE INSERT ON "%s" FOR EACH ROW WHEN (NEW.id = %d) '
+    'EXECUTE FUNCTION hold_copy()' % (HOLD_KEY, BIG, HOLD_AT_ROW))
+
+
 @pytest.fixture
 def big(dbs, tmp_path):
-    """One table large enough that a copy is still running when we kill the runner."""
+    """One table whose copy a test can stop half-way (HOLD_TRIGGER), and a small one."""
     ddl = 'CREATE TABLE "%s" (id bigint, payload text, at timestamptz)' % BIG
     dbs.src_sql(ddl)
     dbs.tgt_sql(ddl)
     dbs.src_sql("INSERT INTO \"%s\" SELECT g, repeat(md5(g::text), 4), now() "
-                "FROM generate_series(1, 1500000) g" % BIG)
+                "FROM generate_series(1, 20000) g" % BIG)
     dbs.src_sql('CREATE TABLE small (id int)')
     dbs.tgt_sql('CREATE TABLE small (id int)')
     dbs.src_sql('INSERT INTO small SELECT generate_series(1, 100)')
@@ -32,33 +45,34 @@ def big(dbs, tmp_path):
     return dbs
 
 
-def _wait_for_copy_on_target(dbs, proc, timeout=60.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        busy = dbs.tgt_sql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                           "AND query LIKE 'COPY %%big-table%% FROM STDIN%%' AND state = 'active'").strip()
-        if busy != '0':
-            return
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-    raise AssertionError('the copy never started')
+def _rows_in_flight(dbs) -> int:
+    """Rows the target's COPY into BIG has taken in its open transaction (0: none running)."""
+    return int(dbs.tgt_sql("SELECT coalesce(sum(tuples_processed), 0) FROM pg_stat_progress_copy "
+                           "WHERE relid = '\"%s\"'::regclass" % BIG).strip())
 
 
 def test_sigkill_mid_copy_then_rerun(big):
-    proc = run_cli(['migrate', '--yes'] + cli_conn_args(big) + [big.manifest], background=True)
-    _wait_for_copy_on_target(big, proc)
-    time.sleep(0.3)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    # the killed transaction is rolled back by the server once it notices the dead client
-    deadline = time.time() + 30
-    while big.tgt_sql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                      "AND query LIKE 'COPY %%FROM STDIN%%'").strip() != '0' and time.time() < deadline:
-        time.sleep(0.1)
+    big.tgt_sql(HOLD_TRIGGER)
+    holder = psycopg2.connect(**big.target.libpq_kwargs())
+    holder.autocommit = True
+    try:
+        holder.cursor().execute('SELECT pg_advisory_lock(%s)', (HOLD_KEY,))
+        proc = run_cli(['migrate', '--yes'] + cli_conn_args(big) + [big.manifest], background=True)
+        wait_for('the copy of %s held at row %d' % (BIG, HOLD_AT_ROW),
+                 lambda: waiting_on(big, 'advisory') == 1, [proc])
+        assert _rows_in_flight(big) == HOLD_AT_ROW - 1
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        holder.close()  # the held COPY goes on, finds its client gone and rolls back
+    wait_for('the killed runner\'s backends gone', lambda: big.tgt_sql(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND query LIKE 'COPY %%FROM STDIN%%'").strip() == '0')
     assert big.tgt_sql('SELECT count(*) FROM "%s"' % BIG).strip() == '0'
     assert manifest_flags(big.manifest)[BIG] == (None, None)
     status = run_cli(['status', big.manifest, 'list'])
     assert 'running' in status.stdout  # the killed run left its mark; status shows it
+    big.tgt_sql('DROP TRIGGER hold_copy ON "%s"' % BIG)
     res = run_cli(['migrate', '--yes'] + cli_conn_args(big) + [big.manifest])
     assert res.returncode == 0, res.stderr
     assert fingerprint(big.tgt_sql, BIG) == fingerprint(big.src_sql, BIG)
@@ -92,11 +106,17 @@ def test_two_runners_at_once_copy_each_table_once(dbs, tmp_path, shared_manifest
     load_nasty(dbs, rows=2000)
     first = make_old_manifest(str(tmp_path / 'a.db'), MANIFEST_ROWS)
     second = first if shared_manifest else make_old_manifest(str(tmp_path / 'b.db'), MANIFEST_ROWS)
-    procs = [run_cli(['migrate', '--yes', '--parallel', '2'] + cli_conn_args(dbs) + [path], background=True)
-             for path in (first, second)]
+    targets = sorted({target or source for source, dummy, target in MANIFEST_ROWS})
+    with tables_locked(dbs, targets):  # every COPY waits here: the runners overlap for sure
+        procs = [run_cli(['migrate', '--yes', '--parallel', '2'] + cli_conn_args(dbs) + [path],
+                         background=True) for path in (first, second)]
+        wait_for('both runners copying at once', lambda: len(copies_in_flight(dbs, procs)) == 2, procs)
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert _ledger_count(dbs) == len(MANIFEST_ROWS)
+    by_runner = tables_by_runner(dbs, procs)
+    assert sorted(by_runner) == [0, 1], by_runner  # each runner copied at least one table
+    assert sum(len(t) for t in by_runner.values()) == len(MANIFEST_ROWS)  # and no table twice
     for table in ('agg_awc_2020-01-01_1', 'agg_awc_2020-02-01_1', 'agg_awc'):
         assert fingerprint(dbs.tgt_sql, table) == fingerprint(dbs.src_sql, table)
     assert fingerprint(dbs.tgt_sql, 'child_health_monthly') == union_fingerprint(

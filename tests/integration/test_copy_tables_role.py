@@ -23,16 +23,11 @@ def role_env(dbs, tmp_path):
     return dbs
 
 
-def _conn(server, db):
-    return dict(login_host='127.0.0.1', login_port=server.port, login_user='postgres',
-                login_db=db, ssl_mode='disable')
-
-
 def _play(dbs, tmp_path, check: bool = False, **variables):
     """Run the role once; (return code, {task name: result}, number of changed tasks)."""
     play_vars = dict(citus_migration_workdir=str(dbs.workdir), citus_migration_progress_interval=1,
-                     citus_migration_target_conn=_conn(dbs.target_server, dbs.target_db),
-                     citus_migration_source=dict(alias='src', conn=_conn(dbs.source_server, dbs.source_db)))
+                     citus_migration_target_conn=dbs.module_conn('target'),
+                     citus_migration_source=dict(alias='src', conn=dbs.module_conn('source')))
     play_vars.update(variables)
     play = run_role('copy_tables', play_vars, str(tmp_path), check=check)
     return play.returncode, play, play.changed
@@ -109,7 +104,7 @@ def test_check_mode_before_the_manifest_exists_says_so(role_env, tmp_path):
     why it cannot plan, and the play goes on."""
     dbs = role_env
     rc, tasks, changed = _play(dbs, tmp_path, check=True, citus_migration_source=dict(
-        alias='later', conn=_conn(dbs.source_server, dbs.source_db)))
+        alias='later', conn=dbs.module_conn('source')))
     assert rc == 0 and changed == 0, tasks.tasks
     msg = tasks.task('Report the dry run')['msg']
     assert msg.startswith('later: no dry run of the copy yet: ') and 'later.db' in msg, msg

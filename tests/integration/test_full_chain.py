@@ -1,28 +1,22 @@
 """The migration steps chained on the synthetic ICDS dataset, each module run for real:
-bootstrap -> child tables -> manifest -> copy, then every table compared row for row.
+bootstrap -> child tables -> manifest -> copy, then every table compared row for row, by
+compare_tables and by an oracle of its own (ordered md5 of the rows, as copy_helpers does).
 Every module run twice: the second run changes nothing."""
 
+import json
 import os
+import subprocess
+import sys
+from typing import Tuple
 
 import psycopg2
 import pytest
 
+from tools.testkit import rows_oracle
 from tools.testkit.synthetic_dataset import create_dataset
 from tests.module_runner import ROOT, run_module
 
 UCR_FOLDER = os.path.join(ROOT, 'tests', 'fixtures', 'ucr_data_sources')
-
-
-def _conn(server, db):
-    return dict(login_host='127.0.0.1', login_port=server.port, login_user='postgres',
-                login_db=db, ssl_mode='disable')
-
-
-def _target_args(pair, **extra):
-    args = _conn(pair.target_server, pair.target_db)
-    args['source'] = _conn(pair.source_server, pair.source_db)
-    args.update(extra)
-    return args
 
 
 def _load(pair):
@@ -33,6 +27,20 @@ def _load(pair):
         conn.commit()
     finally:
         conn.close()
+
+
+def _check_rows_by_md5(pair, manifest: str) -> Tuple[int, int]:
+    """Every target table holds exactly the rows of its source tables (tools/testkit's
+    rows_oracle, independent of compare_tables); (source tables, rows) checked."""
+    src = psycopg2.connect(**pair.source.libpq_kwargs())
+    tgt = psycopg2.connect(**pair.target.libpq_kwargs())
+    try:
+        tables, rows, mismatches = rows_oracle.check(src, tgt, manifest)
+    finally:
+        src.close()
+        tgt.close()
+    assert mismatches == []
+    return tables, rows
 
 
 def _twice(name, args):
@@ -47,25 +55,41 @@ def _twice(name, args):
 def _chain(pair, tmp_path):
     _load(pair)
     manifest = str(tmp_path / 'icds.db')
-    boot = _twice('citus_bootstrap', _target_args(pair, ucr_folder=UCR_FOLDER))
+    boot = _twice('citus_bootstrap', pair.module_args(ucr_folder=UCR_FOLDER))
     assert boot['changed'] is True
-    _twice('citus_child_tables', _target_args(pair, ucr_folder=UCR_FOLDER))
-    gen_args = _conn(pair.source_server, pair.source_db)
+    _twice('citus_child_tables', pair.module_args(ucr_folder=UCR_FOLDER))
+    gen_args = pair.module_conn('source')
     gen_args.update(path=manifest, ucr_folder=UCR_FOLDER)
     gen = _twice('migration_manifest', gen_args)
     assert gen['added_count'] > 50 and not gen['unclassified']
-    copy = _twice('migrate_tables', _target_args(pair, path=manifest, parallel=2))
+    copy = _twice('migrate_tables', pair.module_args(path=manifest, parallel=2))
     assert copy['copied'] == gen['added_count'] and copy['errored'] == 0
-    compare = run_module('compare_tables', _target_args(pair, path=manifest, checksums=True,
+    compare = run_module('compare_tables', pair.module_args(path=manifest, checksums=True,
                                                         fail_on_drift=True))
     assert not compare.get('failed'), compare
     assert compare['drift_count'] == 0 and compare['matched_count'] == gen['added_count']
+    assert _check_rows_by_md5(pair, manifest) == (gen['added_count'], copy['rows_copied'])
     return boot
+
+
+def _oracle_script(pair, manifest: str) -> subprocess.CompletedProcess:
+    """rows_oracle as molecule's verify runs it: the connections as JSON on stdin."""
+    args = pair.module_args(manifest=manifest)
+    args['target'] = {k: args.pop(k) for k in list(args) if k.startswith('login_') or k == 'ssl_mode'}
+    return subprocess.run([sys.executable, rows_oracle.__file__], input=json.dumps(args),
+                          capture_output=True, text=True, timeout=300)
 
 
 def test_chain_on_plain_postgresql(dbs, tmp_path):
     boot = _chain(dbs, tmp_path)
     assert boot['skipped_distribution']
+    manifest = str(tmp_path / 'icds.db')
+    res = _oracle_script(dbs, manifest)
+    assert res.returncode == 0 and json.loads(res.stdout)['mismatches'] == [], res
+    dbs.tgt_sql('DELETE FROM awc_location WHERE ctid = (SELECT min(ctid) FROM awc_location)')
+    res = _oracle_script(dbs, manifest)
+    assert res.returncode == 1, res
+    assert [m['target_table'] for m in json.loads(res.stdout)['mismatches']] == ['awc_location']
 
 
 @pytest.mark.citus

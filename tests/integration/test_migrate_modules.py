@@ -1,5 +1,6 @@
 """The migrate_tables and migration_status modules, executed for real."""
 
+import json
 import os
 
 from tests.integration.copy_helpers import (
@@ -7,18 +8,8 @@ from tests.integration.copy_helpers import (
 from tests.module_runner import run_adhoc, run_module
 
 
-def conn(server, db, **extra):
-    out = dict(login_host='127.0.0.1', login_port=server.port, login_user='postgres',
-               login_db=db, ssl_mode='disable')
-    out.update(extra)
-    return out
-
-
 def args_for(dbs, manifest, **extra):
-    out = conn(dbs.target_server, dbs.target_db)
-    out.update(source=conn(dbs.source_server, dbs.source_db), path=manifest)
-    out.update(extra)
-    return out
+    return dbs.module_args(path=manifest, **extra)
 
 
 def test_check_mode_then_copy_then_idempotent(dbs, tmp_path):
@@ -58,21 +49,32 @@ def test_failure_fails_the_task_with_results(dbs, tmp_path):
     assert manifest_flags(manifest)['agg_awc'] == (None, 1)
 
 
-def test_password_never_in_module_output(dbs, tmp_path):
+def test_password_never_in_module_output_nor_error_log(dbs, tmp_path):
     load_nasty(dbs, rows=5)
     dbs.tgt_sql("CREATE ROLE writer LOGIN SUPERUSER PASSWORD 'Tgt-S3cret-pw'")
+    dbs.tgt_sql('ALTER TABLE agg_awc ADD CONSTRAINT nope CHECK (id < 0) NO INHERIT')  # one copy fails
     manifest = make_old_manifest(str(tmp_path / 'm.db'), MANIFEST_ROWS)
-    args = args_for(dbs, manifest)
+    args = args_for(dbs, manifest, stop_on_error=False)
     args.update(login_user='writer', login_password='Tgt-S3cret-pw')
     res = run_module('migrate_tables', args)
-    assert not res.get('failed'), res
+    assert res['failed'] and (res['copied'], res['errored']) == (6, 1), res
     assert 'Tgt-S3cret-pw' not in res.stdout + res.stderr
+    # the failure is in the error log, whole and readable, with the connection but not its password
+    log = manifest + '.errors.jsonl'
+    with open(log) as handle:
+        text = handle.read()
+    entries = [json.loads(line) for line in text.splitlines()]
+    assert [(e['source_table'], e['sqlstate']) for e in entries] == [('agg_awc', '23514')], entries
+    assert 'violates check constraint "nope"' in entries[0]['message'], entries[0]
+    assert 'writer' in entries[0]['target'] and str(dbs.target_server.port) in entries[0]['target']
+    assert 'S3cret' not in text
+    assert os.stat(log).st_mode & 0o777 == 0o600
     args['login_password'] = 'Wrong-S3cret-pw'
     bad = run_module('migrate_tables', args)
     assert bad['failed'] and 'password authentication failed' in bad['msg']
     assert 'Wrong-S3cret-pw' not in bad.stdout + bad.stderr
-    log = manifest + '.errors.jsonl'
-    assert not os.path.exists(log) or 'S3cret' not in open(log).read()
+    with open(log) as handle:
+        assert handle.read() == text  # a refused connection copies nothing, logs no table
     dbs.tgt_sql('DROP OWNED BY writer; DROP ROLE writer')
 
 

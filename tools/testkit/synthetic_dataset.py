@@ -196,11 +196,6 @@ class DatasetSummary:
     rows: Dict[str, int] = field(default_factory=dict)
     months: List[str] = field(default_factory=list)
 
-    def merge(self, other: 'DatasetSummary') -> None:
-        self.tables.extend(other.tables)
-        self.rows.update(other.rows)
-        self.months.extend(m for m in other.months if m not in self.months)
-
 
 def _md5(*parts: object) -> str:
     return hashlib.md5('|'.join(str(p) for p in parts).encode('utf-8')).hexdigest()

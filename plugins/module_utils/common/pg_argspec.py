@@ -8,22 +8,22 @@ __metaclass__ = type
 
 from typing import Any, Dict
 
-SSL_MODE_CHOICES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full']
+from ansible_collections.icds.citus_migration.plugins.module_utils.common import defaults
 
 
 def postgres_common_argument_spec() -> Dict[str, Any]:
     """Top-level connection options of every module."""
     return dict(
         login_host=dict(type='str', aliases=['host']),
-        login_port=dict(type='int', default=5432, aliases=['port']),
+        login_port=dict(type='int', default=defaults.PORT, aliases=['port']),
         login_user=dict(type='str', aliases=['login']),
         login_password=dict(type='str', no_log=True),
         login_db=dict(type='str', aliases=['db']),
-        ssl_mode=dict(type='str', default='prefer', choices=SSL_MODE_CHOICES),
+        ssl_mode=dict(type='str', default=defaults.SSL_MODE, choices=list(defaults.SSL_MODES)),
         ca_cert=dict(type='path', aliases=['ssl_rootcert']),
         ssl_cert=dict(type='path'),
         ssl_key=dict(type='path', no_log=False),
-        connect_timeout=dict(type='int', default=10),
+        connect_timeout=dict(type='int', default=defaults.CONNECT_TIMEOUT),
     )
 
 
@@ -37,7 +37,15 @@ def table_plan_argument_spec() -> Dict[str, Any]:
     return dict(
         plan=dict(type='path'),
         ucr_folder=dict(type='path'),
-        schema=dict(type='str', default='public'),
+        schema=dict(type='str', default=defaults.SCHEMA),
+    )
+
+
+def schemas_argument_spec() -> Dict[str, Any]:
+    """``source_schema`` and ``target_schema``: where the tables are on each side."""
+    return dict(
+        source_schema=dict(type='str', default=defaults.SCHEMA),
+        target_schema=dict(type='str', default=defaults.SCHEMA),
     )
 
 

@@ -24,11 +24,12 @@ except ImportError as exc:  # pragma: no cover - exercised only without psycopg2
     HAS_PSYCOPG2 = False
     PSYCOPG2_IMPORT_ERROR = exc
 
+from ansible_collections.icds.citus_migration.plugins.module_utils.common import defaults
 from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import (
     ConnectionFailed,
 )
 
-SSL_MODES = ('disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full')
+SSL_MODES = defaults.SSL_MODES
 
 
 @dataclass(frozen=True)

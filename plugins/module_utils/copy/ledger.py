@@ -27,9 +27,10 @@ try:
 except ImportError:  # pragma: no cover - modules report the missing library
     sql = None
 
+from ansible_collections.icds.citus_migration.plugins.module_utils.common import defaults
 from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import MigrationError
 
-DEFAULT_LEDGER_SCHEMA = 'icds_citus_migration'
+DEFAULT_LEDGER_SCHEMA = defaults.LEDGER_SCHEMA
 # First key of the two-key advisory locks; the second is hashtext() of the ledger key.
 LOCK_NAMESPACE = 0x1CD5C175 & 0x7FFFFFFF
 _SETUP_LOCK = 0

@@ -28,6 +28,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
+from ansible_collections.icds.citus_migration.plugins.module_utils.common import defaults
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy import ledger
 from ansible_collections.icds.citus_migration.plugins.module_utils.schema.citus_catalog import (
     citus_version,
@@ -56,12 +57,8 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_co
 
 MAX_PARALLEL = 64
 MAX_SPLIT_PARTS = 1024
-DEFAULT_SPLIT_THRESHOLD = 1 << 30
-# Citus opens a connection per shard for a COPY into a distributed table (up to
-# citus.max_adaptive_executor_pool_size per worker) and drops them at commit: about 120 ms
-# for 32 shards on the machine measured, against 4 ms through one connection per worker.
-# Tables below this size are written through one connection per worker (benchmarks/README.md).
-DEFAULT_SMALL_TABLE_THRESHOLD = 64 << 20
+DEFAULT_SPLIT_THRESHOLD = defaults.SPLIT_THRESHOLD  # size texts: validate() parses them
+DEFAULT_SMALL_TABLE_THRESHOLD = defaults.SMALL_TABLE_THRESHOLD
 SMALL_TABLE_SETTINGS = (('citus.max_adaptive_executor_pool_size', '1'),)
 
 
@@ -95,14 +92,14 @@ def parse_size(value, flag: str = '--split-threshold') -> int:
 
 @dataclass
 class RunOptions:
-    parallel: int = 1
+    parallel: int = defaults.PARALLEL
     stop_on_error: bool = True
     retry_errors: bool = False
     start_date: Optional[str] = None
     end_date: Optional[str] = None
     table: Optional[str] = None
-    source_schema: str = 'public'
-    target_schema: str = 'public'
+    source_schema: str = defaults.SCHEMA
+    target_schema: str = defaults.SCHEMA
     ledger_schema: str = ledger.DEFAULT_LEDGER_SCHEMA
     error_log: Optional[str] = None  # None: <manifest>.errors.jsonl; '': no log
     source_id: Optional[str] = None

@@ -320,12 +320,6 @@ class Manifest:
         except sqlite3.Error as exc:
             raise _readable(self.path, exc)
 
-    def row_by_id(self, table_id: int) -> ManifestRow:
-        rec = self._conn.execute(self._select() + ' WHERE t.id = ?', (table_id,)).fetchone()
-        if rec is None:
-            raise ManifestError('manifest %s has no row with id %d' % (self.path, table_id))
-        return _row(rec)
-
     def source_tables(self) -> set:
         return {r[0] for r in self._conn.execute('SELECT source_table FROM tables')}
 

@@ -91,10 +91,6 @@ class BootstrapResult:
         return dict(self.__dict__)
 
 
-def _describe(kind: str, column: Optional[str]) -> str:
-    return 'hash(%s)' % column if kind == 'hash' else kind
-
-
 def _select_tables(src_tables, plan, only: Optional[Sequence[str]]):
     """(table info, rule) for every top-level table bootstrap creates; plus unclassified names."""
     selected, unclassified = [], []

@@ -78,10 +78,6 @@ class TableInfo:
         """Best row estimate: pg_class.reltuples (-1 = never analysed) or n_live_tup."""
         return int(max(self.reltuples, float(self.live_tuples), 0.0))
 
-    @property
-    def is_top_level(self) -> bool:
-        return self.parent is None
-
 
 def list_tables(conn, schema: str = 'public', with_columns: bool = True,
                 with_sizes: bool = True, child_columns: bool = True) -> List[TableInfo]:

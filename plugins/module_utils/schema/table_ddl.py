@@ -116,9 +116,6 @@ class TableDef:
     def with_constraints(self, constraints: Sequence[ConstraintDef]) -> 'TableDef':
         return replace(self, constraints=tuple(constraints))
 
-    def with_indexes(self, indexes: Sequence[IndexDef]) -> 'TableDef':
-        return replace(self, indexes=tuple(indexes))
-
 
 _TABLES_SQL = """
 SELECT c.oid, c.relname, c.relkind, c.relpersistence = 'u',

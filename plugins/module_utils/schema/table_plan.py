@@ -43,7 +43,6 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.schema.icds_p
     ICDS_PLAN_NAME, ICDS_PLAN_YAML)
 
 KINDS = ('drop_child', 'keep_child', 'plain', 'ignore')
-DISTRIBUTION_KINDS = ('hash', 'reference', 'local')
 FROM_DATA_SOURCE = 'from_data_source'
 ANY_DOMAIN = '*'
 _RULE_KEYS = {'name', 'pattern', 'ucr', 'kind', 'distribution', 'default_distribution',
