@@ -18,18 +18,18 @@ import argparse
 import json
 import os
 import sys
-import time
 from typing import List, Optional
 
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.runner import (
-    MigrationRun, RunEvents, RunOptions, RunReport, TableResult)
+    MigrationRun, RunOptions)
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.live_display import ConsoleDisplay
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.live_state import live_path
 from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import MigrationError
 from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import Manifest
 from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import (
     SSL_MODES, ConnParams, connect)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.recopy import RecopyRun
-from ansible_collections.icds.citus_migration.plugins.module_utils.copy.progress import (
-    Progress, fmt_bytes, fmt_duration)
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.progress import fmt_duration
 from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.selection import (
     parse_month_start, select_for_status)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.source_stats import (
@@ -151,61 +151,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class ConsoleEvents(RunEvents):
-    """tqdm bar on a terminal; plain periodic lines in the old format otherwise."""
-
-    def __init__(self, stream, interval: float, verbose: bool, tty: bool):
-        self.stream = stream
-        self.interval = interval
-        self.verbose = verbose
-        self.tty = tty
-        self.pbar = None
-        self._last = 0.0
-
-    def started(self, progress: Progress) -> None:
-        if self.tty:
-            from tqdm import tqdm
-            self.pbar = tqdm(total=progress.total_tables, unit='table', file=self.stream,
-                             dynamic_ncols=True, smoothing=0.1)
-        self._last = time.monotonic()
-
-    def _postfix(self, progress: Progress) -> str:
-        return 'data %d%%, %d rows, %s, %s/s, %d errored' % (
-            int(progress.data_fraction() * 100), progress.rows_copied, fmt_bytes(progress.bytes_copied + progress.inflight_bytes),
-            fmt_bytes(progress.throughput()), progress.errored_tables)
-
-    def table_finished(self, result: TableResult, progress: Progress) -> None:
-        if self.pbar is not None:
-            self.pbar.update(1)
-            self.pbar.set_postfix_str(self._postfix(progress), refresh=False)
-        if result.status == 'errored':
-            self._print('ERROR %s -> %s: %s' % (result.source_table, result.target_table, result.error))
-        elif self.verbose:
-            how = 'already copied (ledger)' if result.status == 'already_copied' else 'copied'
-            self._print('%s %s -> %s: %s rows, %s in %.2fs' % (
-                how, result.source_table, result.target_table, result.rows,
-                fmt_bytes(result.bytes or 0), result.duration_s or 0))
-
-    def tick(self, progress: Progress) -> None:
-        now = time.monotonic()
-        if self.pbar is not None:
-            self.pbar.set_postfix_str(self._postfix(progress))
-        elif now - self._last >= self.interval:
-            self._last = now
-            self._print(progress.line())
-
-    def finished(self, report: RunReport, progress: Progress) -> None:
-        if self.pbar is not None:
-            self.pbar.close()
-        self._print(progress.line())
-
-    def _print(self, text: str) -> None:
-        if self.pbar is not None:
-            self.pbar.write(text, file=self.stream)
-        else:
-            echo(text, file=self.stream, flush=True)
-
-
 def _ask(question: str) -> bool:
     echo(question, end=' ', flush=True)
     try:
@@ -241,7 +186,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if args.recopy or args.recopy_drifted:
         return cmd_recopy(args, options)
     tty = sys.stdout.isatty()
-    events = ConsoleEvents(sys.stdout, args.progress_interval, args.verbose, tty)
+    events = ConsoleDisplay(sys.stdout, args.progress_interval, args.verbose, tty,
+                            snapshot_file=None if args.dry_run else live_path(args.db_path))
     run = MigrationRun(args.db_path, _params(args, 'source'), _params(args, 'target'), options, events)
     try:
         rows = run.prepare(readonly=args.dry_run)

@@ -31,6 +31,7 @@ class Progress:
         self._est = estimates  # manifest id -> (estimated rows, bytes on disk)
         self.total_tables = len(estimates)
         self.total_data = sum(v[0] for v in estimates.values())
+        self.total_bytes = sum(v[1] for v in estimates.values())  # source size on disk
         self.done_tables = 0
         self.errored_tables = 0
         self.done_data = 0
