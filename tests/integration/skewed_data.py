@@ -63,5 +63,17 @@ def _slow_target(dbs, name: str, ms_per_10k: int) -> None:
                 % (name, func))
 
 
+def gate_target(dbs, name: str, at_row: int, lock_key: int) -> None:
+    """Writing row ``at_row`` of ``name`` on the target waits for advisory lock ``lock_key``:
+    a test holding that lock keeps the copy in flight, with bytes already streamed."""
+    func = 'gate_%s' % abs(hash(name))
+    dbs.tgt_sql("CREATE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF NEW.id = %d THEN PERFORM pg_advisory_lock_shared(%d); "
+                "PERFORM pg_advisory_unlock_shared(%d); END IF; RETURN NEW; END $$"
+                % (func, at_row, lock_key, lock_key))
+    dbs.tgt_sql('CREATE TRIGGER gate BEFORE INSERT ON "%s" FOR EACH ROW EXECUTE FUNCTION %s()'
+                % (name, func))
+
+
 def skewed_manifest(path: str, rows: Sequence[Tuple[str, Optional[str], Optional[str]]]) -> str:
     return make_old_manifest(path, rows)

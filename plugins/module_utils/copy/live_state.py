@@ -15,7 +15,6 @@ COPY data; that is turned into source bytes by the ratio seen on tables already 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import json
 import os
 import threading
 import time
@@ -29,6 +28,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.copy.progress
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.runner import (
     RunEvents, RunReport, TableResult)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_copy import ByteCounter
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.live_file import write_snapshot
 from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import (
     ManifestRow, utc_now)
 
@@ -36,11 +36,6 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.stor
 # row says nothing about how a 40 GB table streams.
 RATIO_MIN_ESTIMATE = 1 << 20
 RATIO_BOUNDS = (0.2, 5.0)
-
-
-def live_path(manifest_path: str) -> str:
-    """The snapshot file written beside the manifest while a copy runs."""
-    return manifest_path + '.live.json'
 
 
 @dataclass
@@ -234,31 +229,6 @@ class LiveState(RunEvents):
             return
         self._snapshot_at = now
         write_snapshot(self.snapshot_file, self.snapshot())
-
-
-def write_snapshot(path: str, data: Dict[str, object]) -> None:
-    """Replace ``path`` atomically (a reader never sees half a file); errors are ignored:
-    the copy never fails because its progress could not be written."""
-    tmp = '%s.%d.tmp' % (path, os.getpid())
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, 'w') as handle:
-            json.dump(data, handle, sort_keys=True)
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-
-
-def read_snapshot(path: str) -> Optional[Dict[str, object]]:
-    """The last snapshot written, or None when there is none (or it cannot be read)."""
-    try:
-        with open(path) as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return None
 
 
 def _one_line(text: Optional[str]) -> str:

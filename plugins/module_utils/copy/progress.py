@@ -16,6 +16,15 @@ def fmt_duration(seconds: Optional[float]) -> str:
     return '%d:%02d:%02d' % (seconds // 3600, seconds % 3600 // 60, seconds % 60)
 
 
+def fmt_seconds(seconds: Optional[float]) -> str:
+    """A table's duration: ``12.34s`` under a minute (most ICDS tables), else H:MM:SS."""
+    if seconds is None:
+        return 'unknown'
+    if seconds < 60:
+        return '%.2fs' % max(0.0, seconds)
+    return fmt_duration(seconds)
+
+
 def fmt_bytes(n: float) -> str:
     for unit in ('B', 'kB', 'MB', 'GB', 'TB'):
         if abs(n) < 1024 or unit == 'TB':
