@@ -206,7 +206,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         return cmd_recopy(args, options)
     tty = sys.stdout.isatty()
     events = ConsoleDisplay(sys.stdout, args.progress_interval, args.verbose, tty,
-                            snapshot_file=None if args.dry_run else live_path(args.db_path))
+                            snapshot_file=None if args.dry_run else live_path(args.db_path),
+                            parallel=args.parallel)
     run = MigrationRun(args.db_path, _params(args, 'source'), _params(args, 'target'), options, events)
     try:
         rows = run.prepare(readonly=args.dry_run)

@@ -301,7 +301,8 @@ def main():
     else:
         # <path>.live.json: what the run does now, for wait_for_copy and migration_status
         events = None if module.check_mode else LiveState(snapshot_file=live_path(p['path']),
-                                                          snapshot_interval=LIVE_INTERVAL_S)
+                                                          snapshot_interval=LIVE_INTERVAL_S,
+                                                          parallel=p['parallel'])
         run = MigrationRun(p['path'], source, target, options, events)
     result = dict(changed=False, selected=0, copied=0, already_copied=0, errored=0,
                   stopped_early=False, elapsed_s=0.0, rows_copied=0, tables=[])

@@ -11,8 +11,8 @@ short_description: Report the progress recorded in a migration manifest
 description:
   - Reads the SQLite migration manifest (old tool's or this collection's) and returns the
     totals (migrated, errored, running, pending) and, with O(list), one entry per table.
-  - While a copy of the manifest runs on this host, RV(live) says what it is doing now: data
-    done, the recent rate, the ETA, the tables in flight.
+  - While a copy of the manifest runs on this host, RV(live) says what it is doing now (data
+    done, the recent rate, the ETA, the tables in flight).
   - The manifest is opened read-only; only O(report_path) writes a file.
 version_added: 0.1.0
 author: icds.citus_migration maintainers (@icds)

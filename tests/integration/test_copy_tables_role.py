@@ -9,7 +9,7 @@ import pytest
 
 from tests.integration.copy_helpers import (
     MANIFEST_ROWS, fingerprint, load_nasty, make_old_manifest, manifest_flags)
-from tests.integration.skewed_data import BIG, gate_target, load_skewed, skewed_manifest
+from tools.testkit.skewed_dataset import BIG, gate_target, load_skewed, skewed_manifest
 from tests.module_runner import run_role
 from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import connect
 

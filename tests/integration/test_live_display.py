@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.integration.copy_helpers import CLI, cli_conn_args, run_cli
-from tests.integration.skewed_data import BIG, load_skewed, skewed_manifest
+from tools.testkit.skewed_dataset import BIG, load_skewed, skewed_manifest
 
 STYLE = re.compile(r'\x1b\[[0-9;]*m|\x1b\][^\x07]*\x07')
 MOVES = re.compile(r'\x1b\[[0-9;?]*[A-Za-z]|\r')
@@ -83,7 +83,9 @@ def test_terminal_shows_workers_tables_and_a_data_eta(skewed, capsys):
     total = final['elapsed_s']  # the run's own clock, from its first table
     assert rc == 0, out[-3000:]
     frames = out.split('\n')
-    worker_lines = [f for f in frames if re.search(r'worker [12]\s+\S', f)]
+    # a line per worker: its table, bytes streamed of the table's estimate, time at it
+    worker_lines = [f for f in frames if re.search(
+        r'worker [12]\s+\S+.*\s[\d.]+ [kMG]?B of ~[\d.]+ [kMG]?B\s+\d+:\d\d:\d\d', f)]
     assert any(big in f for f in worker_lines for big in BIG), out[-3000:]
     # the overall line: bytes done of the total, the recent rate and a time left from it
     data_lines = [f for f in frames if re.search(

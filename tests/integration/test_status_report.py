@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.integration.copy_helpers import CLI, cli_conn_args, run_cli
-from tests.integration.skewed_data import BIG, BROKEN, gate_target, load_skewed, skewed_manifest
+from tools.testkit.skewed_dataset import BIG, BROKEN, gate_target, load_skewed, skewed_manifest
 from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import connect
 
 GATE_KEY = 4242

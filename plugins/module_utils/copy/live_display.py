@@ -34,8 +34,8 @@ class ConsoleDisplay(LiveState):
     """Live display on a terminal (``tty``), periodic plain lines otherwise."""
 
     def __init__(self, stream, interval: float, verbose: bool, tty: bool,
-                 snapshot_file: Optional[str] = None):
-        super(ConsoleDisplay, self).__init__(snapshot_file=snapshot_file)
+                 snapshot_file: Optional[str] = None, parallel: int = 1):
+        super(ConsoleDisplay, self).__init__(snapshot_file=snapshot_file, parallel=parallel)
         self.stream = stream
         self.interval = interval
         self.verbose = verbose

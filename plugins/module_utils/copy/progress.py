@@ -38,6 +38,7 @@ class Progress:
 
     def __init__(self, estimates: Dict[int, Tuple[int, int]], clock=time.monotonic):
         self._est = estimates  # manifest id -> (estimated rows, bytes on disk)
+        self.estimates = estimates
         self.total_tables = len(estimates)
         self.total_data = sum(v[0] for v in estimates.values())
         self.total_bytes = sum(v[1] for v in estimates.values())  # source size on disk
