@@ -76,3 +76,33 @@ def test_eta_counts_bytes_in_flight_and_ignores_already_copied_tables():
     state.finished(None, None)
     snap = state.snapshot()
     assert snap['eta_s'] == 0.0 and snap['fraction'] == 1.0 and snap['workers'] == []
+
+
+def test_a_huge_table_left_alone_on_one_worker():
+    """Two workers at 10 MB/s each: a 2 GB and a 1 GB table. At 60 s the 1 GB one is done
+    within 42 s more, the 2 GB one within 145 s: the copy ends then, not when 1.9 GB are
+    divided by the 20 MB/s both workers give together (94 s)."""
+    clock = Clock()
+    rows = [ManifestRow(i, 't%d' % i, None, None, False, False) for i in range(2)]
+    state = LiveState(clock=clock, window_s=30, parallel=2)
+    state.started(Progress({0: (0, 2048 * MB), 1: (0, 1024 * MB)}))
+    counters = [ByteCounter(), ByteCounter()]
+    for k in (0, 1):
+        state.job_started(k, rows[k], '', (2048, 1024)[k] * MB, counters[k])
+    for step in range(600):
+        clock.now += 0.1
+        for counter in counters:
+            counter.value += MB
+        state.tick(None)
+    assert state.worker_rate() == pytest.approx(10 * MB)
+    assert state.eta() == pytest.approx((2048 - 600) / 10.0, rel=0.01)
+    assert state.rate.eta(state.remaining_est()) == pytest.approx((3072 - 1200) / 20.0, rel=0.01)
+
+
+def test_tables_not_started_go_to_the_first_free_worker():
+    from ansible_collections.icds.citus_migration.plugins.module_utils.copy.live_state import simulate_finish
+    # in flight: 10 s and 30 s left; pending 20 s then 5 s of work: 10+20=30, then 30+5=35
+    assert simulate_finish([100.0, 300.0], [200.0, 50.0], 2, 10.0) == pytest.approx(35.0)
+    # an idle worker takes pending work at once
+    assert simulate_finish([300.0], [200.0], 2, 10.0) == pytest.approx(30.0)
+    assert simulate_finish([], [], 4, 10.0) == 0.0
