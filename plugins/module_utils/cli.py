@@ -246,7 +246,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             fmt_duration(report.elapsed_s), report.count('copied'), report.count('already_copied'),
             report.failed, ', stopped after the first error' if report.stopped_early else ''))
         if report.failed:
-            echo('Errors are recorded in the manifest; see `migrate_tables status %s list -E`.'
+            echo('Errors are recorded in the manifest; see `migrate_tables status %s errors`.'
                  % args.db_path)
     return report.exit_code
 
