@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument('-E', '--errored', action='store_true', help='only errored tables')
     st.add_argument('--json', action='store_true', help='machine-readable output')
     st.add_argument('--watch', type=float, default=None, metavar='N',
-                    help='print again every N seconds until interrupted (Ctrl-C)')
+                    help='print again every N seconds until interrupted (Ctrl-C); with --json '
+                         'one JSON document per line')
     st.add_argument('--error-log', default=None,
                     help='JSON-lines error log read by errors and report (default: <db_path>.errors.jsonl)')
     st.add_argument('--output', '-o', default=None, metavar='FILE',
@@ -311,10 +312,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     tty = sys.stdout.isatty()
     while True:  # until Ctrl-C (exit 0) or a pipe closes
         text = status_output(args, start, end)
-        if tty:
-            echo('\x1b[H\x1b[2J', end='')
-        echo('%s  (every %gs; Ctrl-C to stop)' % (time.strftime('%Y-%m-%d %H:%M:%S'), args.watch))
-        echo(text)
+        if args.json:  # one JSON document per line, per refresh: a reader parses each line
+            echo(json.dumps(json.loads(text), separators=(',', ':')))
+        else:
+            if tty:
+                echo('\x1b[H\x1b[2J', end='')
+            echo('%s  (every %gs; Ctrl-C to stop)' % (time.strftime('%Y-%m-%d %H:%M:%S'), args.watch))
+            echo(text)
         time.sleep(args.watch)
 
 

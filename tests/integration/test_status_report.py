@@ -118,6 +118,22 @@ def test_watch_refreshes_until_interrupted(copied):
     assert refreshes == 3 and proc.returncode == 0, err
 
 
+def test_watch_json_prints_one_document_per_line(copied):
+    proc = subprocess.Popen([sys.executable, CLI, 'status', copied.manifest, 'errors', '--json',
+                             '--watch', '0.2'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    docs = []
+    try:
+        for line in proc.stdout:
+            docs.append(json.loads(line))
+            if len(docs) == 2:
+                break
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert [[e['source_table'] for e in d] for d in docs] == [[BROKEN], [BROKEN]]
+    assert proc.returncode == 0
+
+
 def test_bad_status_flags_say_what_is_wrong(copied, tmp_path):
     res = run_cli(['status', copied.manifest, 'report'])
     assert res.returncode == 2 and 'status report needs --output FILE' in res.stderr
