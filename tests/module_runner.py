@@ -11,7 +11,8 @@ import json
 import os
 import subprocess
 import sys
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+import tempfile
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
@@ -92,11 +93,32 @@ class RolePlay:
         return result
 
 
+def _streamed(cmd: List[str], env: Dict[str, str], on_line: Callable[[str], None],
+              timeout: float) -> subprocess.CompletedProcess:
+    """Run ``cmd``, handing each line of its stdout to ``on_line`` as it comes."""
+    with tempfile.TemporaryFile('w+') as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env, cwd=ROOT)
+        lines = []
+        try:
+            for line in proc.stdout:
+                lines.append(line)
+                on_line(line)
+            proc.wait(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        err.seek(0)
+        return subprocess.CompletedProcess(cmd, proc.returncode, ''.join(lines), err.read())
+
+
 def run_role(role: Union[str, Sequence[str]], variables: Dict[str, Any], workdir: str,
-             check: bool = False, timeout: float = 300) -> RolePlay:
+             check: bool = False, timeout: float = 300,
+             on_line: Optional[Callable[[str], None]] = None) -> RolePlay:
     """``ansible-playbook`` of one play with ``icds.citus_migration.<role>`` (or several roles,
     in order) and ``variables`` as play vars (the playbook is written into ``workdir``), read
-    through the json callback."""
+    through the json callback. ``on_line``: called with each line of its output as it comes
+    (progress lines)."""
     roles = [role] if isinstance(role, str) else list(role)
     playbook = os.path.join(str(workdir), '%s.yml' % '-'.join(roles))
     with open(playbook, 'w') as handle:
@@ -109,8 +131,11 @@ def run_role(role: Union[str, Sequence[str]], variables: Dict[str, Any], workdir
            'ANSIBLE_STDOUT_CALLBACK': 'ansible.builtin.json', 'ANSIBLE_LOAD_CALLBACK_PLUGINS': '1',
            'ANSIBLE_PYTHON_INTERPRETER': sys.executable, 'ANSIBLE_NOCOLOR': '1',
            'ANSIBLE_LOCALHOST_WARNING': '0'}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(env), cwd=ROOT,
-                          timeout=timeout)
+    if on_line is None:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(env), cwd=ROOT,
+                              timeout=timeout)
+    else:
+        proc = _streamed(cmd, _env(env), on_line, timeout)
     out = proc.stdout  # progress lines (wait_for_copy) come before the JSON document
     try:
         doc = json.loads(out[out.index('{') if out.startswith('{') else out.index('\n{') + 1:])

@@ -3,7 +3,9 @@
 #   - Debian packages: PostgreSQL 15 server + client + contrib, libpq headers, python3-venv,
 #     git (the sanity copy lists files with it), shellcheck (ansible-test's shellcheck
 #     sanity test), Node.js + npm;
-#   - pouchdb-server (CouchDB stand-in for the toggle tests) from npm into .cache/node.
+#   - pouchdb-server (CouchDB stand-in for the toggle tests) from npm into .cache/node;
+#   - optional: chromium, the headless browser that opens the `status report` page in its
+#     test (skipped, saying so, without it); installed when root, else only suggested.
 # Each step is skipped when already satisfied. apt-get needs root: without it the exact
 # command is printed and the script fails.
 #
@@ -64,4 +66,15 @@ else
     npm install --prefix "$NODE_PREFIX" --save-exact --no-audit --no-fund --loglevel=error \
         "pouchdb-server@$POUCHDB_SERVER_VERSION"
     test -x "$NODE_PREFIX/node_modules/.bin/pouchdb-server"
+fi
+
+# Optional: chromium for the report's browser test; never a failure.
+if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
+    echo "deps: chromium present (optional)"
+elif [[ "$(id -u)" == 0 ]]; then
+    echo "deps: installing chromium (optional: the status report browser test)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium \
+        || echo "deps: chromium not installed; the report's browser test will be skipped" >&2
+else
+    echo "deps: optional chromium absent (the report's browser test is skipped); as root: apt-get install -y chromium" >&2
 fi

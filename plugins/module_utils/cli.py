@@ -3,7 +3,9 @@
 """``migrate_tables``: the command-line front of the copy engine (old tool compatible).
 
     migrate_tables migrate -D src -O host -U user -d tgt -o host -u user [--parallel N] db_path
-    migrate_tables status db_path stats|list|list_tables [-s D] [-e D] [-M] [-E] [--json]
+    migrate_tables status db_path stats|list|list_tables|months|errors [-s D] [-e D] [-M] [-E]
+                   [--json] [--watch N]
+    migrate_tables status db_path report --output report.html
 
 Exit status: 0 all selected tables copied, 1 a table failed (or the run was declined),
 2 bad input or an unreachable database (nothing was copied), 130 interrupted.
@@ -22,7 +24,10 @@ import time
 from typing import List, Optional
 
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.runner import (
-    MigrationRun, RunEvents, RunOptions, RunReport, TableResult)
+    MigrationRun, RunOptions)
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.live_display import ConsoleDisplay
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.live_file import (
+    current_run, live_path)
 from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import MigrationError
 from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import Manifest
 from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import (
@@ -31,13 +36,17 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.copy.recopy i
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.run_options import (
     empty_result, run_options, run_result)
 from ansible_collections.icds.citus_migration.plugins.module_utils.common import defaults
-from ansible_collections.icds.citus_migration.plugins.module_utils.copy.progress import (
-    Progress, fmt_bytes, fmt_duration)
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.progress import fmt_duration
 from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.selection import (
     parse_month_start, select_for_status)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.source_stats import (
     table_estimates)
 from ansible_collections.icds.citus_migration.plugins.module_utils.manifest import status as status_report
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.error_report import (
+    error_cells, errored_tables, read_error_log)
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.months import (
+    month_cells, month_totals)
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.error_log import default_error_log
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -145,69 +154,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser('status', help='report progress recorded in a manifest')
     st.add_argument('db_path', help='the SQLite manifest')
-    st.add_argument('action', nargs='?', default='stats', choices=['stats', 'list', 'list_tables'])
+    st.add_argument('action', nargs='?', default='stats',
+                    choices=['stats', 'list', 'list_tables', 'months', 'errors', 'report'],
+                    help='stats (default); list (list_tables): one line per table; months: totals '
+                         'per month; errors: errored tables with SQLSTATE and message; report: '
+                         'an HTML page with charts (--output)')
     st.add_argument('-s', '--start-date')
     st.add_argument('-e', '--end-date')
     st.add_argument('-M', '--migrated', action='store_true', help='only migrated tables')
     st.add_argument('-E', '--errored', action='store_true', help='only errored tables')
     st.add_argument('--json', action='store_true', help='machine-readable output')
+    st.add_argument('--watch', type=float, default=None, metavar='N',
+                    help='print again every N seconds until interrupted (Ctrl-C); with --json '
+                         'one JSON document per line')
+    st.add_argument('--error-log', default=None,
+                    help='JSON-lines error log read by errors and report (default: <db_path>.errors.jsonl)')
+    st.add_argument('--output', '-o', default=None, metavar='FILE',
+                    help='report: the HTML file to write')
     _conn_args(st, 'source', '-D', '-O', '-U', False)
     return parser
-
-
-class ConsoleEvents(RunEvents):
-    """tqdm bar on a terminal; plain periodic lines in the old format otherwise."""
-
-    def __init__(self, stream, interval: float, verbose: bool, tty: bool):
-        self.stream = stream
-        self.interval = interval
-        self.verbose = verbose
-        self.tty = tty
-        self.pbar = None
-        self._last = 0.0
-
-    def started(self, progress: Progress) -> None:
-        if self.tty:
-            from tqdm import tqdm
-            self.pbar = tqdm(total=progress.total_tables, unit='table', file=self.stream,
-                             dynamic_ncols=True, smoothing=0.1)
-        self._last = time.monotonic()
-
-    def _postfix(self, progress: Progress) -> str:
-        return 'data %d%%, %d rows, %s, %s/s, %d errored' % (
-            int(progress.data_fraction() * 100), progress.rows_copied, fmt_bytes(progress.bytes_copied + progress.inflight_bytes),
-            fmt_bytes(progress.throughput()), progress.errored_tables)
-
-    def table_finished(self, result: TableResult, progress: Progress) -> None:
-        if self.pbar is not None:
-            self.pbar.update(1)
-            self.pbar.set_postfix_str(self._postfix(progress), refresh=False)
-        if result.status == 'errored':
-            self._print('ERROR %s -> %s: %s' % (result.source_table, result.target_table, result.error))
-        elif self.verbose:
-            how = 'already copied (ledger)' if result.status == 'already_copied' else 'copied'
-            self._print('%s %s -> %s: %s rows, %s in %.2fs' % (
-                how, result.source_table, result.target_table, result.rows,
-                fmt_bytes(result.bytes or 0), result.duration_s or 0))
-
-    def tick(self, progress: Progress) -> None:
-        now = time.monotonic()
-        if self.pbar is not None:
-            self.pbar.set_postfix_str(self._postfix(progress))
-        elif now - self._last >= self.interval:
-            self._last = now
-            self._print(progress.line())
-
-    def finished(self, report: RunReport, progress: Progress) -> None:
-        if self.pbar is not None:
-            self.pbar.close()
-        self._print(progress.line())
-
-    def _print(self, text: str) -> None:
-        if self.pbar is not None:
-            self.pbar.write(text, file=self.stream)
-        else:
-            echo(text, file=self.stream, flush=True)
 
 
 def _ask(question: str) -> bool:
@@ -238,7 +203,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if args.recopy or args.recopy_drifted:
         return cmd_recopy(args, options)
     tty = sys.stdout.isatty()
-    events = ConsoleEvents(sys.stdout, args.progress_interval, args.verbose, tty)
+    events = ConsoleDisplay(sys.stdout, args.progress_interval, args.verbose, tty,
+                            snapshot_file=None if args.dry_run else live_path(args.db_path),
+                            parallel=args.parallel)
     run = MigrationRun(args.db_path, _params(args, 'source'), _params(args, 'target'), options, events)
     try:
         rows = run.prepare(readonly=args.dry_run)
@@ -272,7 +239,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             fmt_duration(report.elapsed_s), report.count('copied'), report.count('already_copied'),
             report.failed, ', stopped after the first error' if report.stopped_early else ''))
         if report.failed:
-            echo('Errors are recorded in the manifest; see `migrate_tables status %s list -E`.'
+            echo('Errors are recorded in the manifest; see `migrate_tables status %s errors`.'
                  % args.db_path)
     return report.exit_code
 
@@ -322,30 +289,77 @@ def cmd_recopy(args: argparse.Namespace, options: RunOptions) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     start = parse_month_start(args.start_date, '--start-date')
     end = parse_month_start(args.end_date, '--end-date')
+    if args.watch is not None and args.watch <= 0:
+        raise MigrationError('--watch must be a number of seconds above 0, got %s' % args.watch)
+    if args.action == 'report':
+        if not args.output:
+            raise MigrationError('status report needs --output FILE (the HTML page to write)')
+        if args.watch is not None:
+            raise MigrationError('--watch does not apply to status report')
+    elif args.output:
+        raise MigrationError('--output only applies to status report')
+    if args.watch is None:
+        echo(status_output(args, start, end))
+        return EXIT_OK
+    tty = sys.stdout.isatty()
+    while True:  # until Ctrl-C (exit 0) or a pipe closes
+        text = status_output(args, start, end)
+        if args.json:  # one JSON document per line, per refresh: a reader parses each line
+            echo(json.dumps(json.loads(text), separators=(',', ':')))
+        else:
+            if tty:
+                echo('\x1b[H\x1b[2J', end='')
+            echo('%s  (every %gs; Ctrl-C to stop)' % (time.strftime('%Y-%m-%d %H:%M:%S'), args.watch))
+            echo(text)
+        time.sleep(args.watch)
+
+
+def _source_sizes(args: argparse.Namespace, rows) -> Optional[dict]:
+    """Source table estimates when source connection flags were given, else None."""
+    if not (args.source_db or args.source_host):
+        return None
+    conn = connect(_params(args, 'source'), 'source')
+    try:
+        return table_estimates(conn, [r.source_table for r in rows])
+    finally:
+        conn.close()
+
+
+def status_output(args: argparse.Namespace, start: Optional[str], end: Optional[str]) -> str:
+    """What one ``status`` prints (text or JSON); ``report`` writes its file and says where."""
     with Manifest.open(args.db_path, readonly=True) as manifest:
         rows = select_for_status(manifest.rows(), start, end, args.migrated, args.errored)
+    live = current_run(args.db_path)
+    error_log = args.error_log or default_error_log(args.db_path)
     if args.action == 'stats':
         data = status_report.stats(rows)
-        echo(json.dumps(data, indent=2) if args.json else status_report.format_stats(data))
-        return EXIT_OK
-    sizes = None
-    if args.source_db or args.source_host:
-        conn = connect(_params(args, 'source'), 'source')
-        try:
-            sizes = table_estimates(conn, [r.source_table for r in rows])
-        finally:
-            conn.close()
+        if args.json:
+            data = dict(data, live=live)
+            return json.dumps(data, indent=2)
+        return status_report.format_stats(data, live)
+    if args.action == 'errors':
+        errors = errored_tables(rows, read_error_log(error_log))
+        if args.json:
+            return json.dumps(errors, indent=2)
+        if not errors:
+            return 'No errored table.'
+        return status_report.format_table(*error_cells(errors))
+    sizes = _source_sizes(args, rows)
+    if args.action == 'months':
+        totals = month_totals(rows, sizes)
+        if args.json:
+            return json.dumps(totals, indent=2)
+        return status_report.format_table(*month_cells(totals))
+    if args.action == 'report':
+        from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.report_html import (
+            write_report)
+        path = write_report(args.output, args.db_path, rows, read_error_log(error_log), sizes)
+        if args.json:
+            return json.dumps({'report': path}, indent=2)
+        return 'Report written to %s' % path
     if args.json:
-        out = []
-        for r in rows:
-            item = r.as_dict()
-            if sizes is not None:
-                item['source_rows'] = sizes.get(r.source_table, (0, 0))[0]
-            out.append(item)
-        echo(json.dumps(out, indent=2))
-    else:
-        echo(status_report.format_table(*status_report.list_rows(rows, sizes)))
-    return EXIT_OK
+        return json.dumps(status_report.list_json(rows, sizes, live), indent=2)
+    return status_report.format_table(*status_report.list_rows(rows, sizes, live))
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -353,7 +367,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if args.command == 'migrate':
             return cmd_migrate(args)
-        return cmd_status(args)
+        try:
+            return cmd_status(args)
+        except KeyboardInterrupt:  # the end of --watch
+            return EXIT_OK
     except MigrationError as exc:
         echo('migrate_tables: error: %s' % exc, file=sys.stderr)
         return EXIT_USAGE

@@ -44,7 +44,11 @@ extends_documentation_fragment:
   - icds.citus_migration.postgres.schemas
 options:
   path:
-    description: Path of the SQLite migration manifest, on the host that runs the copy.
+    description:
+      - Path of the SQLite migration manifest, on the host that runs the copy.
+      - While the copy runs, C(<path>.live.json) beside it says what it does now (data done,
+        rate, ETA, tables in flight); M(icds.citus_migration.wait_for_copy) and
+        M(icds.citus_migration.migration_status) read it.
     type: path
     required: true
     aliases: [ db_path, manifest ]
@@ -249,6 +253,10 @@ if HAS_PSYCOPG2:
     from ansible_collections.icds.citus_migration.plugins.module_utils.copy.run_options import (
         empty_result, run_options, run_result)
     from ansible_collections.icds.citus_migration.plugins.module_utils.copy.recopy import RecopyRun
+    from ansible_collections.icds.citus_migration.plugins.module_utils.copy.live_state import LiveState
+    from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.live_file import live_path
+
+LIVE_INTERVAL_S = 2.0
 
 
 def main():
@@ -278,7 +286,11 @@ def main():
         run = RecopyRun(p['path'], source, target, options, p['recopy'] or [],
                         p['recopy_drifted'])
     else:
-        run = MigrationRun(p['path'], source, target, options)
+        # <path>.live.json: what the run does now, for wait_for_copy and migration_status
+        events = None if module.check_mode else LiveState(snapshot_file=live_path(p['path']),
+                                                          snapshot_interval=LIVE_INTERVAL_S,
+                                                          parallel=p['parallel'])
+        run = MigrationRun(p['path'], source, target, options, events)
     result = dict(changed=False, **empty_result())
     try:
         with fail_json_on_error(module, result, unexpected=True):

@@ -10,7 +10,9 @@ module: wait_for_copy
 short_description: Wait for a background migrate_tables job and show its progress
 description:
   - Polls an C(async) M(icds.citus_migration.migrate_tables) job and, at every poll, prints the
-    progress recorded in its manifest (tables migrated, running, errored, rows copied).
+    progress recorded in its manifest (tables migrated, running, errored, rows copied), then the
+    progress by data the running copy reports (data done of the source size, the recent rate,
+    the ETA from that rate) and each table in flight with its bytes and time so far.
   - Returns the job's own result once it has finished, and fails when the job failed.
   - This is an action plugin; the work happens on the host that runs the copy.
 version_added: 0.1.0
@@ -77,6 +79,15 @@ EXAMPLES = r'''
 RETURN = r'''
 progress:
   description: The manifest's totals when the job finished (see M(icds.citus_migration.migration_status)).
+  returned: success
+  type: dict
+status:
+  description:
+    - What C(migrate_tables status --json) gives once the job has finished, from
+      M(icds.citus_migration.migration_status).
+    - C(stats) (totals), C(live) (null once the copy ended), C(tables) (one entry per table with
+      rows, bytes, duration and throughput), C(months) (totals per month), C(errors) (errored
+      tables with SQLSTATE and message).
   returned: success
   type: dict
 copied:

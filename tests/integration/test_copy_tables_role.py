@@ -2,12 +2,18 @@
 catch-up re-copy of drifted tables, re-runs that change nothing, and bad variables named."""
 
 import os
+import re
+import threading
 
 import pytest
 
 from tests.integration.copy_helpers import (
     MANIFEST_ROWS, fingerprint, load_nasty, make_old_manifest, manifest_flags)
+from tools.testkit.skewed_dataset import BIG, gate_target, load_skewed, skewed_manifest
 from tests.module_runner import run_role
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import connect
+
+GATE_KEY = 4343
 
 FEB = {'agg_awc_2020-02-01_1', 'child_health_monthly_2020-02-01'}
 
@@ -23,13 +29,13 @@ def role_env(dbs, tmp_path):
     return dbs
 
 
-def _play(dbs, tmp_path, check: bool = False, **variables):
+def _play(dbs, tmp_path, check: bool = False, on_line=None, **variables):
     """Run the role once; (return code, {task name: result}, number of changed tasks)."""
     play_vars = dict(citus_migration_workdir=str(dbs.workdir), citus_migration_progress_interval=1,
                      citus_migration_target_conn=dbs.module_conn('target'),
                      citus_migration_source=dict(alias='src', conn=dbs.module_conn('source')))
     play_vars.update(variables)
-    play = run_role('copy_tables', play_vars, str(tmp_path), check=check)
+    play = run_role('copy_tables', play_vars, str(tmp_path), check=check, on_line=on_line)
     return play.returncode, play, play.changed
 
 
@@ -109,3 +115,46 @@ def test_check_mode_before_the_manifest_exists_says_so(role_env, tmp_path):
     msg = tasks.task('Report the dry run')['msg']
     assert msg.startswith('later: no dry run of the copy yet: ') and 'later.db' in msg, msg
     assert not os.path.exists(str(dbs.workdir / 'later.db'))
+
+
+def test_progress_by_data_tables_in_flight_and_the_report(dbs, tmp_path):
+    """wait_for_copy prints data done, rate, ETA and the table in flight (held there by an
+    advisory lock until that line is seen); the role writes the HTML report beside the manifest."""
+    rows = load_skewed(dbs, big_rows=50000, small_tables=4)
+    gate_target(dbs, BIG[0], 40000, GATE_KEY)
+    dbs.workdir = tmp_path / 'work'
+    dbs.workdir.mkdir()
+    dbs.manifest = skewed_manifest(str(dbs.workdir / 'src.db'), rows)
+    gate = connect(dbs.target, 'target')
+    gate.autocommit = True
+    with gate.cursor() as cur:
+        cur.execute('SELECT pg_advisory_lock(%s)', (GATE_KEY,))
+    seen = []
+
+    def on_line(line):
+        if not seen and re.search(r'\| data \d+% \(.+ of .+\), .+/s, ETA \d+:\d\d:\d\d; in flight: .*'
+                                  + re.escape(BIG[0]) + r' [\d.]+ [kMG]?B of ~', line):
+            seen.append(line)
+            gate.close()  # releases the lock: the copy goes on
+
+    safety = threading.Timer(240, gate.close)  # never hang the suite if the line never comes
+    safety.start()
+    try:
+        rc, tasks, _ = _play(dbs, tmp_path, citus_migration_parallel=2, on_line=on_line)
+    finally:
+        safety.cancel()
+        gate.close()
+    assert rc == 0, [r.get('msg') for _, r in tasks.tasks if r.get('failed')]
+    assert seen, tasks.stdout[-3000:]
+    assert seen[0].startswith('[localhost] %s: ' % dbs.manifest)
+    waited = tasks.task('Wait, showing progress')
+    assert waited['copied'] == len(rows)
+    status = waited['status']
+    assert status['stats']['migrated'] == len(rows) and status['live'] is None and status['errors'] == []
+    assert sum(m['tables'] for m in status['months']) == len(rows)
+    big = next(t for t in status['tables'] if t['source_table'] == BIG[0])
+    assert big['rows_copied'] == 50000 and big['duration_s'] > 0
+    report = str(dbs.workdir / 'src.report.html')
+    assert tasks.task('Say where the report is')['msg'] == 'src: report of the copy written to %s' % report
+    text = open(report, encoding='utf-8').read()
+    assert text.count('src="data:image/png;base64,') == 2 and BIG[0] in text

@@ -16,6 +16,15 @@ def fmt_duration(seconds: Optional[float]) -> str:
     return '%d:%02d:%02d' % (seconds // 3600, seconds % 3600 // 60, seconds % 60)
 
 
+def fmt_seconds(seconds: Optional[float]) -> str:
+    """A table's duration: ``12.34s`` under a minute (most ICDS tables), else H:MM:SS."""
+    if seconds is None:
+        return 'unknown'
+    if seconds < 60:
+        return '%.2fs' % max(0.0, seconds)
+    return fmt_duration(seconds)
+
+
 def fmt_bytes(n: float) -> str:
     for unit in ('B', 'kB', 'MB', 'GB', 'TB'):
         if abs(n) < 1024 or unit == 'TB':
@@ -29,8 +38,10 @@ class Progress:
 
     def __init__(self, estimates: Dict[int, Tuple[int, int]], clock=time.monotonic):
         self._est = estimates  # manifest id -> (estimated rows, bytes on disk)
+        self.estimates = estimates
         self.total_tables = len(estimates)
         self.total_data = sum(v[0] for v in estimates.values())
+        self.total_bytes = sum(v[1] for v in estimates.values())  # source size on disk
         self.done_tables = 0
         self.errored_tables = 0
         self.done_data = 0

@@ -190,6 +190,18 @@ class RunEvents:
     def table_started(self, row: ManifestRow) -> None:
         pass
 
+    def job_started(self, worker_index: int, row: ManifestRow, part: str,
+                    estimate_bytes: int, counter: ByteCounter) -> None:
+        """A worker took one job (a whole table, or one part of it); ``counter`` counts the
+        bytes it streams, live; ``estimate_bytes`` is its share of the source size on disk."""
+        pass
+
+    def job_finished(self, worker_index: int, row: ManifestRow, part: str, status: str,
+                     nbytes: Optional[int]) -> None:
+        """The worker's job ended: 'copied', 'already_copied', 'errored', or 'busy' / 'split'
+        (the job goes back to the queue)."""
+        pass
+
     def table_finished(self, result: TableResult, progress: Progress) -> None:
         pass
 
@@ -239,7 +251,6 @@ class _Worker:
             self.tgt = connect(self.run.target, 'target')
 
     def copy(self, task: CopyTask, wait_for_lock: bool, resolved=None):
-        self.counter = ByteCounter()
         try:
             self._ensure()
             return copy_table(self.src, self.tgt, task, self.run.source_id,
@@ -468,6 +479,9 @@ class MigrationRun:
                         starting.append(group)
                     worker = free.pop()
                     group.in_flight += 1
+                    worker.counter = ByteCounter()
+                    self.events.job_started(worker.index, group.row, job.part,
+                                            self._job_estimate(group), worker.counter)
                     fut = pool.submit(worker.copy, self.task_for(group.row, job.part), wait_lock,
                                       self.resolved.get(group.row.id))
                     in_flight[fut] = (job, worker)
@@ -492,6 +506,7 @@ class MigrationRun:
                 for fut in done:
                     job, worker = in_flight.pop(fut)
                     free.append(worker)
+                    self._job_finished(worker, job, fut)
                     job.group.in_flight -= 1
                     complete = self._settle(job, fut, error_log, pending, deferred)
                     if job.group.error is not None and opts.stop_on_error:
@@ -532,6 +547,17 @@ class MigrationRun:
             report.elapsed_s = time.monotonic() - started
             self.events.finished(report, progress)
         return report
+
+    def _job_estimate(self, group: '_Group') -> int:
+        """The source bytes on disk one job of ``group`` covers (its share if in parts)."""
+        return self.estimates.get(group.row.id, (0, 0))[1] // max(1, len(group.parts))
+
+    def _job_finished(self, worker: '_Worker', job: '_Job', fut) -> None:
+        exc = fut.exception()
+        outcome = None if exc is not None else fut.result()
+        self.events.job_finished(worker.index, job.group.row, job.part,
+                                 'errored' if outcome is None else outcome.status,
+                                 None if outcome is None else outcome.nbytes)
 
     def _close_writer(self, raise_errors: bool) -> None:
         """Commit every queued manifest update. A write failure is raised unless another
