@@ -104,11 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
     mig.add_argument('--parallel', type=int, default=1, help='tables copied at once (default 1)')
     mig.add_argument('--split-threshold', default='1GB', metavar='SIZE',
                      help='copy a source table larger than SIZE on disk (e.g. 1GB, 500MB; '
-                          'bytes without a unit) in parts: ctid block ranges copied in '
-                          'parallel like separate tables, each exactly once (the split plan '
-                          'and every part are recorded on the target). Default 1GB')
+                          'bytes without a unit) in segments of about --segment-size: ranges '
+                          'of its primary (or unique NOT NULL) key, else ctid block ranges read '
+                          'under one shared snapshot; copied in parallel like separate tables, '
+                          'each exactly once (the split plan and every segment are recorded on '
+                          'the target, so a re-run copies only the missing ones). Default 1GB')
+    mig.add_argument('--segment-size', default='256MB', metavar='SIZE',
+                     help='about how much of a split table one segment holds (its unit of '
+                          'work, commit and resume). Default 256MB')
     mig.add_argument('--split-parts', type=int, default=None, metavar='N',
-                     help='parts per split table (default: --parallel)')
+                     help='segments per split table, whatever its size (default: one per '
+                          '--segment-size)')
     mig.add_argument('--small-table-threshold', default='64MB', metavar='SIZE',
                      help='Citus target only: a source table smaller than SIZE on disk is '
                           'written through one connection per worker instead of one per shard '
@@ -236,7 +242,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
                          source_schema=args.source_schema, target_schema=args.target_schema,
                          ledger_schema=args.ledger_schema, error_log=args.error_log,
                          source_id=args.source_id, split_threshold=args.split_threshold,
-                         split_parts=args.split_parts,
+                         split_parts=args.split_parts, segment_size=args.segment_size,
                          small_table_threshold=args.small_table_threshold)
     if args.recopy or args.recopy_drifted:
         return cmd_recopy(args, options)

@@ -11,8 +11,8 @@ import pytest
 from tests.integration.copy_helpers import (
     cli_conn_args, fingerprint, make_old_manifest, manifest_flags, run_cli, union_fingerprint)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy import ledger
-from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_copy import (
-    CopyTask, plan_split)
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_copy import CopyTask
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.split_plan import plan_split
 
 BIG = 'ucr_icds-cas_static-big_cases_a1b2c3d4'  # hyphenated, as UCR names are
 # No primary key anywhere: a part copied twice would show as duplicate rows.
@@ -110,7 +110,8 @@ def test_stored_plan_is_used_even_under_the_threshold(bigdb):
     conn_s = psycopg2.connect(**bigdb.source.libpq_kwargs())
     conn_t = psycopg2.connect(**bigdb.target.libpq_kwargs())
     try:
-        parts = plan_split(conn_s, conn_t, CopyTask(BIG, BIG), source_id, 'test', 4)
+        plan = _plan_now(bigdb, conn_s, conn_t, source_id, 4)
+        parts = plan.parts
     finally:
         conn_s.close()
         conn_t.close()
@@ -120,6 +121,16 @@ def test_stored_plan_is_used_even_under_the_threshold(bigdb):
     assert json.loads(res.stdout[res.stdout.index('{'):])['tables'][0]['parts'] == 4
     assert sorted(_ledger_parts(bigdb)) == sorted(parts)
     assert fingerprint(bigdb.tgt_sql, BIG) == fingerprint(bigdb.src_sql, BIG)
+
+
+def _plan_now(dbs, conn_s, conn_t, source_id: str, segments: int):
+    """Store a split plan as a runner would; its shared snapshot (no key) is let go."""
+    plan = plan_split(conn_s, conn_t, CopyTask(BIG, BIG), source_id, 'test', segments,
+                      connect_source=lambda: psycopg2.connect(**dbs.source.libpq_kwargs()),
+                      connect_target=lambda: psycopg2.connect(**dbs.target.libpq_kwargs()))
+    assert plan.snapshot is not None and plan.holder is not None  # no key: ctid, one snapshot
+    plan.holder.close()
+    return plan
 
 
 def _source_id(dbs) -> str:
@@ -132,7 +143,8 @@ def test_rows_beyond_the_last_boundary_are_copied(bigdb):
     conn_t = psycopg2.connect(**bigdb.target.libpq_kwargs())
     try:
         ledger.ensure_ledger(conn_t)
-        parts = plan_split(conn_s, conn_t, CopyTask(BIG, BIG), 'fixed-source', 'test', 3)
+        plan = _plan_now(bigdb, conn_s, conn_t, 'fixed-source', 3)
+        parts = plan.parts
     finally:
         conn_s.close()
         conn_t.close()
@@ -239,9 +251,10 @@ def test_parts_into_a_distributed_table(citus_dbs, tmp_path):
     dbs.tgt_sql("SELECT create_distributed_table('\"%s\"', 'supervisor_id')" % BIG)
     _fill(dbs, 1, 30000)
     manifest = make_old_manifest(str(tmp_path / 'm.db'), [(BIG, None, None)])
-    res = _migrate(dbs, manifest, '--parallel', '2', '--split-threshold', '1MB')
+    res = _migrate(dbs, manifest, '--parallel', '2', '--split-threshold', '1MB', '--segment-size', '2MB')
     assert res.returncode == 0, res.stdout + res.stderr
-    assert json.loads(res.stdout[res.stdout.index('{'):])['tables'][0]['parts'] == 2
+    size = int(dbs.src_sql('SELECT pg_relation_size(\'"%s"\')' % BIG).strip())
+    assert json.loads(res.stdout[res.stdout.index('{'):])['tables'][0]['parts'] == -(-size // (2 << 20))
     assert fingerprint(dbs.tgt_sql, BIG) == fingerprint(dbs.src_sql, BIG)
 
 

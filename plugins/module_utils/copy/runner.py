@@ -28,6 +28,11 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
+try:
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - modules report the missing library
+    sql = None
+
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy import ledger
 from ansible_collections.icds.citus_migration.plugins.module_utils.schema.citus_catalog import (
     citus_version,
@@ -51,12 +56,14 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.sele
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.source_stats import (
     table_estimates)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_copy import (
-    ByteCounter, CopyTask, copy_statements, diagnose, partitioned_tables, plan_split,
-    resolve, copy_table, source_blocks, split_ranges)
+    ByteCounter, CopyTask, copy_statements, diagnose, partitioned_tables, resolve, copy_table)
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.split_plan import (
+    SplitPlan, describe_parts, new_parts, plan_split, segment_count)
 
 MAX_PARALLEL = 64
 MAX_SPLIT_PARTS = 1024
 DEFAULT_SPLIT_THRESHOLD = 1 << 30
+DEFAULT_SEGMENT_SIZE = 256 << 20
 # Citus opens a connection per shard for a COPY into a distributed table (up to
 # citus.max_adaptive_executor_pool_size per worker) and drops them at commit: about 120 ms
 # for 32 shards on the machine measured, against 4 ms through one connection per worker.
@@ -107,7 +114,8 @@ class RunOptions:
     error_log: Optional[str] = None  # None: <manifest>.errors.jsonl; '': no log
     source_id: Optional[str] = None
     split_threshold: object = DEFAULT_SPLIT_THRESHOLD  # bytes, or a size text such as '1GB'
-    split_parts: Optional[int] = None  # None: parallel
+    split_parts: Optional[int] = None  # None: one segment per segment_size bytes
+    segment_size: object = DEFAULT_SEGMENT_SIZE  # bytes, or a size text such as '256MB'
     small_table_threshold: object = DEFAULT_SMALL_TABLE_THRESHOLD  # bytes or size text; 0: off
     # how errors name an option: 'cli' (--start-date) or 'module' (start_date)
     option_style: str = 'cli'
@@ -129,6 +137,11 @@ class RunOptions:
         self.split_threshold = parse_size(
             DEFAULT_SPLIT_THRESHOLD if self.split_threshold is None else self.split_threshold,
             self.label('split_threshold'))
+        self.segment_size = parse_size(
+            DEFAULT_SEGMENT_SIZE if self.segment_size is None else self.segment_size,
+            self.label('segment_size'))
+        if self.segment_size < 1:
+            raise SelectionError('%s must be at least 1 byte, got 0' % self.label('segment_size'))
         self.small_table_threshold = parse_size(
             DEFAULT_SMALL_TABLE_THRESHOLD if self.small_table_threshold is None
             else self.small_table_threshold, self.label('small_table_threshold'))
@@ -138,9 +151,9 @@ class RunOptions:
             raise SelectionError('%s must be a whole number from 1 to %d, got %r'
                                  % (self.label('split_parts'), MAX_SPLIT_PARTS, self.split_parts))
 
-    @property
-    def parts(self) -> int:
-        return self.split_parts or self.parallel
+    def segments_for(self, size: int) -> int:
+        """Segments a table of ``size`` bytes is split into (``split_parts`` forces it)."""
+        return segment_count(size, self.segment_size, self.split_parts)
 
 
 @dataclass
@@ -155,7 +168,8 @@ class TableResult:
     binary: Optional[bool] = None
     error: Optional[str] = None
     sqlstate: Optional[str] = None
-    parts: Optional[int] = None  # number of ctid parts when the table was copied in parts
+    parts: Optional[int] = None  # number of segments when the table was copied in segments
+    split: Optional[str] = None  # how: 'key id, 8 segments' or 'ctid, 4 parts under one snapshot'
 
     def as_dict(self) -> Dict[str, object]:
         return dict(self.__dict__)
@@ -341,16 +355,20 @@ class MigrationRun:
                 problems[row.id] = str(exc)
         return problems
 
-    def task_for(self, row: ManifestRow, part: str = '') -> CopyTask:
+    def task_for(self, row: ManifestRow, part: str = '', snapshot: Optional[str] = None) -> CopyTask:
         settings = small_table_settings(self.target_is_citus, self.estimates.get(row.id, (0, 0))[1],
                                         self.options.small_table_threshold, part)
         return CopyTask(row.source_table, row.target, self.options.source_schema,
-                        self.options.target_schema, part, settings)
+                        self.options.target_schema, part, snapshot if part else None, settings)
+
+    def segments(self, row: ManifestRow) -> int:
+        return self.options.segments_for(self.estimates.get(row.id, (0, 0))[1])
 
     def wants_split(self, row: ManifestRow) -> bool:
-        """Over the size threshold (bytes on disk of the source table) and more than one part."""
+        """Over the size threshold (bytes on disk of the source table) and more than one
+        segment."""
         size = self.estimates.get(row.id, (0, 0))[1]
-        return self.options.parts > 1 and size > self.options.split_threshold
+        return size > self.options.split_threshold and self.segments(row) > 1
 
     def dry_run(self) -> List[Dict[str, object]]:
         """What a real run would do per row, touching nothing (statements or the error).
@@ -366,6 +384,9 @@ class MigrationRun:
                     cur, self.options.ledger_schema)
                 stored = ledger.split_plans(cur, self.options.ledger_schema, self.source_id,
                                             [r.source_table for r in self.rows]) if has_plans else {}
+                segments_done = {t: set(ledger.done_parts(cur, self.options.ledger_schema,
+                                                          self.source_id, t)) & set(p)
+                                 for t, p in stored.items()}
             tgt.rollback()
             for row in self.rows:
                 task = self.task_for(row)
@@ -382,12 +403,13 @@ class MigrationRun:
                         item['already_copied'] = done is not None
                     parts = stored.get(row.source_table)
                     if parts is None and done is None and self.wants_split(row):
-                        parts = split_ranges(source_blocks(src, task.source_schema,
-                                                           task.source_table), self.options.parts)
+                        parts = new_parts(src, task, self.segments(row))
                     if parts:
                         outs = [copy_statements(self.task_for(row, p), mapping)[0].as_string(src)
                                 for p in parts]
                         item['parts'] = list(parts)
+                        item['split'] = describe_parts(parts)
+                        item['segments_done'] = len(segments_done.get(row.source_table, ()))
                         item['copy_out'] = '\n'.join(outs)
                     else:
                         item['copy_out'] = copy_statements(task, mapping,
@@ -401,29 +423,54 @@ class MigrationRun:
 
     # -- the run ---------------------------------------------------------------------
     def _plan_splits(self, groups: Dict[int, '_Group']) -> None:
-        """Give every table that is (or must be) copied in parts its stored parts."""
-        opts = self.options
+        """Give every table that is (or must be) copied in segments its stored segments."""
         if not self.rows:
             return
         with connection_pair(self.source, self.target) as (src, tgt):
             with tgt.cursor() as cur:
-                stored = ledger.split_plans(cur, opts.ledger_schema, self.source_id,
+                stored = ledger.split_plans(cur, self.options.ledger_schema, self.source_id,
                                             [r.source_table for r in self.rows])
             tgt.rollback()
             for row in self.rows:
-                parts = stored.get(row.source_table)
-                if parts is None and self.wants_split(row):
-                    parts = plan_split(src, tgt, self.task_for(row), self.source_id,
-                                       self.runner, opts.parts, opts.ledger_schema)
-                if parts:
-                    groups[row.id].set_parts(parts)
+                if row.source_table in stored or self.wants_split(row):
+                    groups[row.id].adopt(self._plan(src, tgt, row))
 
     def _adopt_plan(self, group: '_Group') -> List[str]:
         """A whole-table copy found a split plan stored by another runner: use it."""
         with connection_pair(self.source, self.target) as (src, tgt):
-            return plan_split(src, tgt, self.task_for(group.row), self.source_id,
-                              self.runner, self.options.parts,
-                              self.options.ledger_schema) or ['']
+            group.adopt(self._plan(src, tgt, group.row))
+        return group.parts
+
+    def _plan(self, src, tgt, row: ManifestRow) -> Optional[SplitPlan]:
+        """The stored (or a new) split plan of a table, with its shared snapshot if any."""
+        def connect_source():
+            return connect(self.source, 'source')
+
+        def connect_target():
+            return connect(self.target, 'target')
+
+        return plan_split(src, tgt, self.task_for(row), self.source_id, self.runner,
+                          self.segments(row), self.options.ledger_schema,
+                          connect_source=connect_source, connect_target=connect_target,
+                          restart_delete=lambda: self._restart_delete(src, row))
+
+    def _restart_delete(self, src, row: ManifestRow):
+        """The statement removing a table's rows on the target before it is copied again
+        from scratch: all of ONLY the target, or a drop-child child's slice of its parent."""
+        if row.target == row.source_table:
+            return sql.SQL('DELETE FROM ONLY {}.{}').format(
+                sql.Identifier(self.options.target_schema), sql.Identifier(row.target))
+        from ansible_collections.icds.citus_migration.plugins.module_utils.copy.recopy import (
+            slice_predicates)  # recopy imports this module
+        predicate = slice_predicates(src, self.options.source_schema,
+                                     [row.source_table])[row.source_table]
+        if not predicate:
+            raise MigrationError('cannot copy %s again from scratch: it has no CHECK constraint '
+                                 'telling its rows in %s apart' % (row.source_table, row.target))
+        # the predicate is a CHECK expression from the source catalog, as in recopy
+        return sql.SQL('DELETE FROM {}.{} WHERE {}').format(
+            sql.Identifier(self.options.target_schema), sql.Identifier(row.target),
+            sql.SQL(predicate))
 
     def run(self, confirm: Optional[Callable[[ManifestRow], bool]] = None) -> RunReport:
         if self.manifest is None:
@@ -471,8 +518,9 @@ class MigrationRun:
                         starting.append(group)
                     worker = free.pop()
                     group.in_flight += 1
-                    fut = pool.submit(worker.copy, self.task_for(group.row, job.part), wait_lock,
-                                      self.resolved.get(group.row.id))
+                    fut = pool.submit(worker.copy,
+                                      self.task_for(group.row, job.part, group.snapshot),
+                                      wait_lock, self.resolved.get(group.row.id))
                     in_flight[fut] = (job, worker)
                 # queued for the writer thread, after the jobs are handed out: the workers
                 # never wait for a manifest commit (an fsync each)
@@ -530,6 +578,8 @@ class MigrationRun:
             pool.shutdown(wait=True)
             for worker in workers:
                 worker.reset()
+            for group in groups.values():
+                group.release()
             self._close_writer(raise_errors=completed)
             report.stopped_early = stopping and bool(pending or deferred)
             report.elapsed_s = time.monotonic() - started
@@ -582,7 +632,6 @@ class MigrationRun:
         if outcome.status == 'split':
             parts = self._adopt_plan(group)
             if parts != ['']:
-                group.set_parts(parts)
                 pending.extendleft(reversed([_Job(group, p) for p in parts]))
             else:
                 deferred.append(job)
@@ -602,8 +651,10 @@ class MigrationRun:
     def _finish(self, group: '_Group', incomplete: bool = False) -> TableResult:
         """Record a table whose jobs are all settled (or abandoned) in the manifest."""
         group.finished = True
+        group.release()
         row = group.row
         nparts = len(group.parts) if group.parts != [''] else None
+        split = describe_parts(group.parts) if nparts else None
         if group.error is not None:
             exc = group.error
             message = str(exc)
@@ -613,18 +664,18 @@ class MigrationRun:
             sqlstate = getattr(exc, 'sqlstate', None)
             self._writer.mark_errored(row.id, message, sqlstate)
             return TableResult(row.id, row.source_table, row.target, 'errored', error=message,
-                               sqlstate=sqlstate, parts=nparts)
+                               sqlstate=sqlstate, parts=nparts, split=split)
         if incomplete:
             self._writer.mark_pending(row.id)
             return TableResult(row.id, row.source_table, row.target, 'interrupted',
-                               parts=nparts)
+                               parts=nparts, split=split)
         duration = group.duration if group.duration is not None else \
             time.monotonic() - group.t0[0]
         status = 'copied' if group.copied else 'already_copied'
         self._writer.mark_migrated(row.id, group.rows, group.nbytes, group.t0[1], utc_now(),
                                    duration, self.runner if group.copied else group.copied_by)
         return TableResult(row.id, row.source_table, row.target, status, group.rows,
-                           group.nbytes, duration, group.binary, parts=nparts)
+                           group.nbytes, duration, group.binary, parts=nparts, split=split)
 
     def _log_error(self, row: ManifestRow, task: CopyTask, exc: MigrationError,
                    error_log: str) -> None:
@@ -670,6 +721,8 @@ class _Group:
     copied_by: Optional[str] = None
     duration: Optional[float] = None
     error: Optional[MigrationError] = None
+    snapshot: Optional[str] = None  # the shared source snapshot of its ctid parts
+    holder: Optional[object] = None  # split_plan.SharedSnapshot kept by this runner
 
     def __post_init__(self) -> None:
         self.left = len(self.parts)
@@ -677,6 +730,22 @@ class _Group:
     def set_parts(self, parts: List[str]) -> None:
         self.parts = list(parts)
         self.left = len(self.parts)
+
+    def adopt(self, plan: Optional[SplitPlan]) -> None:
+        """Copy in the plan's segments (or whole when there is no plan)."""
+        self.release()
+        if plan is None:
+            self.set_parts([''])
+            return
+        self.set_parts(plan.parts)
+        self.snapshot = plan.snapshot
+        self.holder = plan.holder
+
+    def release(self) -> None:
+        """Let go of the table's shared snapshot (its parts are all settled)."""
+        if self.holder is not None:
+            self.holder.close()
+            self.holder = None
 
 
 @dataclass(eq=False)
