@@ -253,6 +253,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         rows = run.prepare(readonly=args.dry_run)
         if args.dry_run:
             plan = run.dry_run()
+            if args.json:
+                echo(json.dumps({'dry_run': True, 'tables': plan}, indent=2))
+                return EXIT_FAILED if any('error' in i for i in plan) else EXIT_OK
             for item in plan:
                 if 'error' in item:
                     echo('[dry run] %s -> %s: ERROR %s' % (item['source_table'], item['target_table'], item['error']))
@@ -260,6 +263,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
                     echo('[dry run] %s -> %s: already copied (ledger), would mark migrated'
                          % (item['source_table'], item['target_table']))
                 else:
+                    if item.get('split'):
+                        echo('[dry run] %s -> %s: split by %s, %d done' % (
+                            item['source_table'], item['target_table'], item['split'],
+                            item['segments_done']))
                     echo('[dry run] %s | %s' % (item['copy_out'], item['copy_in']))
             echo('[dry run] %d tables would be copied; nothing was changed' % len(plan))
             return EXIT_FAILED if any('error' in i for i in plan) else EXIT_OK

@@ -170,6 +170,7 @@ class TableResult:
     sqlstate: Optional[str] = None
     parts: Optional[int] = None  # number of segments when the table was copied in segments
     split: Optional[str] = None  # how: 'key id, 8 segments' or 'ctid, 4 parts under one snapshot'
+    segments_done: Optional[int] = None  # of those segments, how many are copied
 
     def as_dict(self) -> Dict[str, object]:
         return dict(self.__dict__)
@@ -527,6 +528,9 @@ class MigrationRun:
                 self._writer.check()
                 for group in starting:
                     self._writer.mark_running(group.row.id, self.runner)
+                    if group.parts != ['']:
+                        self._writer.mark_segments(group.row.id, group.segments_done,
+                                                   len(group.parts))
                     if not group.announced:
                         group.announced = True
                         self.events.table_started(group.row)
@@ -637,6 +641,9 @@ class MigrationRun:
                 deferred.append(job)
             return False
         group.left -= 1
+        if group.parts != ['']:
+            group.segments_done += 1
+            self._writer.mark_segments(group.row.id, group.segments_done, len(group.parts))
         group.rows += outcome.rows or 0
         group.nbytes += outcome.nbytes or 0
         group.binary = outcome.binary if outcome.binary is not None else group.binary
@@ -664,18 +671,21 @@ class MigrationRun:
             sqlstate = getattr(exc, 'sqlstate', None)
             self._writer.mark_errored(row.id, message, sqlstate)
             return TableResult(row.id, row.source_table, row.target, 'errored', error=message,
-                               sqlstate=sqlstate, parts=nparts, split=split)
+                               sqlstate=sqlstate, parts=nparts, split=split,
+                               segments_done=group.segments_done if nparts else None)
         if incomplete:
             self._writer.mark_pending(row.id)
             return TableResult(row.id, row.source_table, row.target, 'interrupted',
-                               parts=nparts, split=split)
+                               parts=nparts, split=split,
+                               segments_done=group.segments_done if nparts else None)
         duration = group.duration if group.duration is not None else \
             time.monotonic() - group.t0[0]
         status = 'copied' if group.copied else 'already_copied'
         self._writer.mark_migrated(row.id, group.rows, group.nbytes, group.t0[1], utc_now(),
                                    duration, self.runner if group.copied else group.copied_by)
         return TableResult(row.id, row.source_table, row.target, status, group.rows,
-                           group.nbytes, duration, group.binary, parts=nparts, split=split)
+                           group.nbytes, duration, group.binary, parts=nparts, split=split,
+                               segments_done=group.segments_done if nparts else None)
 
     def _log_error(self, row: ManifestRow, task: CopyTask, exc: MigrationError,
                    error_log: str) -> None:
@@ -721,6 +731,7 @@ class _Group:
     copied_by: Optional[str] = None
     duration: Optional[float] = None
     error: Optional[MigrationError] = None
+    segments_done: int = 0  # segments settled as copied (by any runner)
     snapshot: Optional[str] = None  # the shared source snapshot of its ctid parts
     holder: Optional[object] = None  # split_plan.SharedSnapshot kept by this runner
 
@@ -738,6 +749,7 @@ class _Group:
             self.set_parts([''])
             return
         self.set_parts(plan.parts)
+        self.segments_done = 0
         self.snapshot = plan.snapshot
         self.holder = plan.holder
 
