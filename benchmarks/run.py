@@ -543,6 +543,38 @@ def timed(name: str, runs: int, env: Env, tdb: str, targets: Sequence[str],
             'verification': checks[-1], 'errors': errors[:3]}
 
 
+def timed_alternating(entries: Sequence[Tuple[str, Callable[[], Dict]]], runs: int, env: Env,
+                      tdb: str, targets: Sequence[str], expected: Dict[str, Tuple[int, int]],
+                      rows: int, nbytes: int) -> List[Dict]:
+    """As ``timed`` for several methods whose ratio matters, their runs taking turns
+    (A B A B ...): on a shared machine, load that comes and goes hits both alike."""
+    per: Dict[str, Dict[str, list]] = {name: {'secs': [], 'rss': [], 'checks': [], 'errors': []}
+                                       for name, dummy in entries}
+    for i in range(runs):
+        for name, fn in entries:
+            acc = per[name]
+            reset_target(env, tdb, targets)
+            t0 = time.monotonic()
+            out = fn()
+            acc['secs'].append(time.monotonic() - t0)
+            acc['rss'].append(out['peak_rss_kb'])
+            acc['errors'].extend(out['errors'])
+            acc['checks'].append(verify(env, tdb, expected))
+            log('%s run %d: %.2fs, rss %.0f MB, verified %s%s' % (
+                name, i + 1, acc['secs'][-1], acc['rss'][-1] / 1024.0, acc['checks'][-1]['ok'],
+                ', errors: %s' % out['errors'][:1] if out['errors'] else ''))
+    results = []
+    for name, dummy in entries:
+        acc = per[name]
+        med = statistics.median(acc['secs'])
+        results.append({'method': name, 'seconds': med, 'min': min(acc['secs']),
+                        'max': max(acc['secs']), 'runs': acc['secs'], 'rows_per_s': rows / med,
+                        'mb_per_s': nbytes / med / 1e6, 'peak_rss_mb': max(acc['rss']) / 1024.0,
+                        'verified': all(c['ok'] for c in acc['checks']),
+                        'verification': acc['checks'][-1], 'errors': acc['errors'][:3]})
+    return results
+
+
 def corrupted_rows(env: Env, db: str, jobs: Sequence[Tuple[str, str, str]]) -> Tuple[int, int]:
     """Rows the old sed rename rewrites: rows of a drop-child child containing its name."""
     conn = env.conn('source', db)
@@ -622,17 +654,17 @@ def _all_tables(env, args, work, db, tdb, ds, jobs, targets, expected, cols, par
         _old(env, args, db, tdb, jobs, targets, expected, total, heap, results)
     if sections & {'all', 'engine'}:
         for n in args.engine_parallel:
-            results.append(timed(
-                'engine: migrate_tables --parallel %d' % n, R, env, tdb, targets, expected,
-                lambda n=n: method_engine(env, db, tdb, ds['manifest'], n, work), total, heap))
-        if args.baseline:  # the same runs with the earlier engine, for the "no slower" bar
+            engine = ('engine: migrate_tables --parallel %d' % n,
+                      lambda n=n: method_engine(env, db, tdb, ds['manifest'], n, work))
+            if not args.baseline:
+                results.append(timed(engine[0], R, env, tdb, targets, expected, engine[1], total, heap))
+                continue
+            # the earlier engine on the same runs, taking turns, for the "no slower" bar
             cli = os.path.join(os.path.abspath(args.baseline), 'bin', 'migrate_tables')
-            for n in args.engine_parallel:
-                results.append(timed(
-                    'baseline engine (%s): migrate_tables --parallel %d' % (args.baseline, n), R, env,
-                    tdb, targets, expected,
-                    lambda n=n: method_engine(env, db, tdb, ds['manifest'], n, work, cli=cli),
-                    total, heap))
+            results.extend(timed_alternating([engine, (
+                'baseline engine (%s): migrate_tables --parallel %d' % (args.baseline, n),
+                lambda n=n: method_engine(env, db, tdb, ds['manifest'], n, work, cli=cli))],
+                R, env, tdb, targets, expected, total, heap))
 
 
 def _old(env, args, db, tdb, jobs, targets, expected, total, heap, results):
@@ -803,13 +835,12 @@ def split_benchmarks(env: Env, args, work: str) -> List[Dict]:
     halves = [(SPLIT_TABLE, SPLIT_TABLE, 'id < %d' % mid), (SPLIT_TABLE, SPLIT_TABLE, 'id >= %d' % mid)]
     rows, heap, R = info['rows'], info['heap_bytes'], args.runs
     split_args = ['--split-threshold', '1MB', '--segment-size', args.segment_size]
-    out = [
-        timed('split table: limit, 2 psql | psql streams (key halves)', R, env, tdb, targets,
-              expected, lambda: method_limit(env, db, tdb, halves, 2, cols), rows, heap),
-        timed('split table: engine --parallel 2 (key segments of %s)' % args.segment_size, R, env,
-              tdb, targets, expected,
-              lambda: method_engine(env, db, tdb, manifest, 2, work, split_args), rows, heap),
-    ]
+    out = timed_alternating([
+        ('split table: limit, 2 psql | psql streams (key halves)',
+         lambda: method_limit(env, db, tdb, halves, 2, cols)),
+        ('split table: engine --parallel 2 (key segments of %s)' % args.segment_size,
+         lambda: method_engine(env, db, tdb, manifest, 2, work, split_args)),
+    ], R, env, tdb, targets, expected, rows, heap)
     if 'resume' in args.sections.split(','):
         segments = -(-heap // parse_bytes(args.segment_size))
         kill_after = -(-segments * 6 // 10)

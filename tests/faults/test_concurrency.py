@@ -29,7 +29,8 @@ def test_four_runners_copy_each_table_once(world, pair, tmp_path, shared, split)
         make_old_manifest(str(tmp_path / ('copy%d.db' % i)), ROWS) for i in range(1, RUNNERS)]
     with recorded('test_four_runners_copy_each_table_once', None, '4 concurrent runners',
                   shared=shared, split_threshold=split) as entry:
-        procs = [run_cli(['migrate', '--yes', '--json', '--parallel', '2', '--split-threshold', split]
+        procs = [run_cli(['migrate', '--yes', '--json', '--parallel', '2', '--split-threshold', split,
+                          '--segment-size', '8MB']
                          + cli_conn_args(pair) + [path], background=True) for path in paths]
         outs = [p.communicate(timeout=600) for p in procs]
         assert [p.returncode for p in procs] == [0] * RUNNERS, outs
