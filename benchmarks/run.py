@@ -754,12 +754,12 @@ SPLIT_TABLE = 'split_big-keyed'
 
 def build_split_table(env: Env, db: str, tdb: str, size_mb: int) -> Dict[str, int]:
     """One table of about ``size_mb`` of heap with a bigint primary key (distributed on it on
-    Citus), for the key-split case. Rows of ~190 bytes: text, a number, a timestamp."""
+    Citus), for the key-split case. Rows of ~165 bytes on disk: text, a number, a timestamp."""
     src = env.conn('source', db)
     t = ident(SPLIT_TABLE)
     ddl = 'CREATE TABLE %s (id bigint %s, supervisor_id text, payload text, amount numeric, at timestamptz)'
     q(src, ddl % (t, 'PRIMARY KEY'))
-    rows = max(1000, size_mb * 1024 * 1024 // 190)
+    rows = max(1000, size_mb * 1024 * 1024 // 160)
     t0 = time.time()
     step = 1000000
     for first in range(1, rows + 1, step):

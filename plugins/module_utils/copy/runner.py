@@ -57,6 +57,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.copy.source_s
     table_estimates)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_copy import (
     ByteCounter, CopyTask, copy_statements, diagnose, partitioned_tables, resolve, copy_table)
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import is_key_part
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.split_plan import (
     SplitPlan, describe_parts, new_parts, plan_split, segment_count)
 
@@ -434,16 +435,35 @@ class MigrationRun:
             tgt.rollback()
             for row in self.rows:
                 if row.source_table in stored or self.wants_split(row):
-                    groups[row.id].adopt(self._plan(src, tgt, row))
+                    # a ctid plan's snapshot is exported when the table starts (_take_snapshot):
+                    # held from now on, it would hold back VACUUM for tables queued late
+                    groups[row.id].adopt(self._plan(src, tgt, row, hold=False))
 
     def _adopt_plan(self, group: '_Group') -> List[str]:
         """A whole-table copy found a split plan stored by another runner: use it."""
         with connection_pair(self.source, self.target) as (src, tgt):
             group.adopt(self._plan(src, tgt, group.row))
+        group.snapshot_ready = True
         return group.parts
 
-    def _plan(self, src, tgt, row: ManifestRow) -> Optional[SplitPlan]:
-        """The stored (or a new) split plan of a table, with its shared snapshot if any."""
+    def _take_snapshot(self, group: '_Group') -> bool:
+        """Before the first part of a ctid-split table: its shared snapshot (a new one, or
+        the one another live runner keeps; the table starts again from scratch when parts
+        were copied under one that is gone). False when its lock stayed busy."""
+        with connection_pair(self.source, self.target) as (src, tgt):
+            plan = self._plan(src, tgt, group.row)
+        if plan is None:
+            return False
+        group.release()
+        group.snapshot, group.holder, group.snapshot_ready = plan.snapshot, plan.holder, True
+        return True
+
+    def _plan(self, src, tgt, row: ManifestRow, hold: bool = True) -> Optional[SplitPlan]:
+        """The stored (or a new) split plan of a table; with ``hold``, with its shared
+        snapshot if it is ctid-split."""
+        if not hold:
+            return plan_split(src, tgt, self.task_for(row), self.source_id, self.runner,
+                              self.segments(row), self.options.ledger_schema)
         def connect_source():
             return connect(self.source, 'source')
 
@@ -511,6 +531,9 @@ class MigrationRun:
                             group.skipped = True
                             report.results.append(TableResult(
                                 group.row.id, group.row.source_table, group.row.target, 'skipped'))
+                            continue
+                        if group.needs_snapshot() and not self._take_snapshot(group):
+                            deferred.append(job)
                             continue
                         group.started = True
                         group.t0 = (time.monotonic(), utc_now())
@@ -734,6 +757,7 @@ class _Group:
     segments_done: int = 0  # segments settled as copied (by any runner)
     snapshot: Optional[str] = None  # the shared source snapshot of its ctid parts
     holder: Optional[object] = None  # split_plan.SharedSnapshot kept by this runner
+    snapshot_ready: bool = False  # snapshot (and holder) taken for this run
 
     def __post_init__(self) -> None:
         self.left = len(self.parts)
@@ -752,6 +776,9 @@ class _Group:
         self.segments_done = 0
         self.snapshot = plan.snapshot
         self.holder = plan.holder
+
+    def needs_snapshot(self) -> bool:
+        return not self.snapshot_ready and self.parts != [''] and not is_key_part(self.parts[0])
 
     def release(self) -> None:
         """Let go of the table's shared snapshot (its parts are all settled)."""

@@ -129,8 +129,9 @@ def plan_split(src_conn, tgt_conn, task: CopyTask, source_id: str, runner: str, 
     plan of about ``segments`` key ranges (or ctid ranges under a new shared snapshot),
     stored now (first planner wins).
 
-    ``connect_source``/``connect_target`` open the connections of a shared snapshot (needed
-    for a table without a usable key); ``restart_delete`` makes the statement removing the
+    ``connect_source``/``connect_target`` open the connections of a shared snapshot for a
+    table without a usable key; without them a new ctid plan is stored with no snapshot (a
+    later call with them gives it one before any part is copied); ``restart_delete`` makes the statement removing the
     table's rows on the target when it must start again (default: all of ONLY the target).
 
     Returns None when the table must be copied whole: it was already copied whole, or
@@ -165,6 +166,11 @@ def plan_split(src_conn, tgt_conn, task: CopyTask, source_id: str, runner: str, 
                                      runner)
             tgt_conn.commit()
             return SplitPlan(parts)
+        if connect_source is None or connect_target is None:  # the snapshot comes later
+            ledger.record_split_plan(tcur, ledger_schema, source_id, task.source_table, parts,
+                                     runner)
+            tgt_conn.commit()
+            return SplitPlan(parts)
         holder = _new_snapshot(task, source_id, connect_source, connect_target)
         ledger.record_split_plan(tcur, ledger_schema, source_id, task.source_table, parts,
                                  runner, holder.id)
@@ -178,11 +184,8 @@ def plan_split(src_conn, tgt_conn, task: CopyTask, source_id: str, runner: str, 
         tcur.close()
 
 
-def _new_snapshot(task: CopyTask, source_id: str, connect_source: Optional[Callable],
-                  connect_target: Optional[Callable]) -> SharedSnapshot:
-    if connect_source is None or connect_target is None:
-        raise MigrationError('%s has no usable key: its ctid parts need a shared snapshot, '
-                             'which needs connections of their own' % task.source_table)
+def _new_snapshot(task: CopyTask, source_id: str, connect_source: Callable,
+                  connect_target: Callable) -> SharedSnapshot:
     holder = _export(connect_source, connect_target, source_id, task.source_table)
     if holder is None:  # cannot happen under the table lock with no plan stored; be exact
         raise MigrationError('%s: another runner holds its source snapshot but stored no '

@@ -251,6 +251,9 @@ def copy_table(src_conn, tgt_conn, task: CopyTask, source_id: str, runner: str,
             return CopyOutcome('split')
         if task.snapshot is not None:
             read_under_shared_snapshot(src_conn, tcur, task, source_id, ledger_schema)
+        elif task.part and not is_key_part(task.part):
+            raise CopyFailed('%s: a ctid part is only read under the snapshot its table\'s '
+                             'parts share, and this one has none' % task.source_table)
         rows = copy_and_record(src_conn, tcur, task, mapping, (copy_out, copy_in), counter,
                                ledger_schema, source_id, runner)
         _fault('before_target_commit')
