@@ -6,13 +6,14 @@ The CLI and the ``migrate_tables`` module are thin fronts over ``MigrationRun``.
 Only the main thread touches the manifest; worker threads each own one source and one
 target connection and copy one table (or one part of a table) at a time.
 
-Large tables: a source table bigger than ``split_threshold`` bytes is copied as
-``split_parts`` ctid ranges (default: ``parallel``), each its own job, target transaction and
-ledger row, spread over the workers like separate tables. The split plan is stored on the
-target before the first part is copied (see ``table_copy.plan_split``), so every runner and
-every re-run copies the same parts, each exactly once. The manifest row becomes migrated
-when every part is in the ledger, errored when a part failed (a re-run copies only the
-missing parts).
+Large tables: a source table bigger than ``split_threshold`` bytes is copied in segments of
+about ``segment_size`` bytes (``split_parts`` forces their number): key ranges when it has a
+usable key, else ctid ranges read under one shared snapshot (see ``split_plan``). Each segment
+is its own job, target transaction and ledger row, spread over the workers like separate
+tables. The split plan is stored on the target before the first segment is copied, so every
+runner and every re-run copies the same segments, each exactly once. The manifest row becomes
+migrated when every segment is in the ledger, errored when one failed (a re-run copies only
+the missing segments; a ctid-split table whose snapshot is gone starts again from scratch).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -464,6 +465,7 @@ class MigrationRun:
         if not hold:
             return plan_split(src, tgt, self.task_for(row), self.source_id, self.runner,
                               self.segments(row), self.options.ledger_schema)
+
         def connect_source():
             return connect(self.source, 'source')
 
