@@ -710,7 +710,7 @@ class MigrationRun:
                                    duration, self.runner if group.copied else group.copied_by)
         return TableResult(row.id, row.source_table, row.target, status, group.rows,
                            group.nbytes, duration, group.binary, parts=nparts, split=split,
-                               segments_done=group.segments_done if nparts else None)
+                           segments_done=group.segments_done if nparts else None)
 
     def _log_error(self, row: ManifestRow, task: CopyTask, exc: MigrationError,
                    error_log: str) -> None:
