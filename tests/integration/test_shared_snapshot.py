@@ -10,7 +10,7 @@ import pytest
 from tests.integration.copy_helpers import fingerprint, make_old_manifest, manifest_flags
 from tests.integration.segment_helpers import (
     SegmentLocks, Writer, held_locks, ledger_rows, migrate, report, store_plan, stored_plan,
-    waiting_locks, wait_for)
+    waiters, waiting_locks, wait_for)
 
 NOKEY = 'ucr_icds-cas_static-no_key'
 N = 30000
@@ -135,3 +135,39 @@ def test_dry_run_and_status_say_how_the_table_is_split(dbs, tmp_path):
         locks.close()
     assert proc.returncode == 0, out + err
     assert report(out)['tables'][0]['segments_done'] == 4
+
+
+def test_two_runners_read_the_parts_under_the_same_snapshot(dbs, tmp_path):
+    _make(dbs)
+    parts = store_plan(dbs, NOKEY, 6)
+    manifests = [make_old_manifest(str(tmp_path / name), [(NOKEY, None, None)]) for name in ('a.db', 'b.db')]
+    locks = SegmentLocks(dbs, NOKEY)
+    for part in parts:
+        locks.hold(part)
+    try:
+        first = migrate(dbs, manifests[0], '--parallel', '1', background=True)
+        wait_for(lambda: waiting_locks(dbs) == 1, 'the first runner waiting for a part', first)
+        first_pid = list(waiters(dbs, NOKEY, parts))[0]
+        snapshot = dbs.tgt_sql("SELECT snapshot FROM icds_citus_migration.copy_split_plan "
+                               "WHERE source_table = '%s'" % NOKEY).strip()
+        assert snapshot
+        second = migrate(dbs, manifests[1], '--parallel', '2', background=True)
+        wait_for(lambda: waiting_locks(dbs) == 3, 'the second runner waiting too', second)
+        wanted = waiters(dbs, NOKEY, parts)
+        ours = [p for pid, p in wanted.items() if pid != first_pid and p != wanted[first_pid]][0]
+        locks.release(ours)  # only the second runner wants it: read under the first's snapshot
+        wait_for(lambda: ours in ledger_rows(dbs, NOKEY), 'that part copied', second)
+        for part in parts:
+            if part != ours:
+                locks.release(part)
+        outs = [p.communicate(timeout=300) for p in (first, second)]
+    finally:
+        locks.close()
+    assert [first.returncode, second.returncode] == [0, 0], outs
+    done = ledger_rows(dbs, NOKEY)
+    assert sorted(done) == sorted(parts)
+    assert len({r for r, dummy, dummy2 in done.values()}) == 2
+    # the plan still names the first runner's snapshot: nobody started the table again
+    assert dbs.tgt_sql("SELECT snapshot FROM icds_citus_migration.copy_split_plan "
+                       "WHERE source_table = '%s'" % NOKEY).strip() == snapshot
+    assert fingerprint(dbs.tgt_sql, NOKEY) == fingerprint(dbs.src_sql, NOKEY)
