@@ -171,3 +171,47 @@ def test_two_runners_read_the_parts_under_the_same_snapshot(dbs, tmp_path):
     assert dbs.tgt_sql("SELECT snapshot FROM icds_citus_migration.copy_split_plan "
                        "WHERE source_table = '%s'" % NOKEY).strip() == snapshot
     assert fingerprint(dbs.tgt_sql, NOKEY) == fingerprint(dbs.src_sql, NOKEY)
+
+
+def _exporter_alive(dbs) -> bool:
+    """A source session still in the transaction that exported a snapshot."""
+    return dbs.src_sql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND state = 'idle in transaction' AND application_name LIKE 'icds.citus_migration%'"
+                       ).strip() != '0'
+
+
+def test_runner_keeping_the_snapshot_killed_while_another_copies(dbs, tmp_path):
+    _make(dbs)
+    parts = store_plan(dbs, NOKEY, 6)
+    manifests = [make_old_manifest(str(tmp_path / name), [(NOKEY, None, None)]) for name in ('a.db', 'b.db')]
+    locks = SegmentLocks(dbs, NOKEY)
+    for part in parts:
+        locks.hold(part)
+    try:
+        first = migrate(dbs, manifests[0], '--parallel', '1', background=True)
+        wait_for(lambda: waiting_locks(dbs) == 1, 'the first runner waiting for a part', first)
+        first_pid = list(waiters(dbs, NOKEY, parts))[0]
+        second = migrate(dbs, manifests[1], '--parallel', '2', background=True)
+        wait_for(lambda: waiting_locks(dbs) == 3, 'the second runner waiting too', second)
+        wanted = waiters(dbs, NOKEY, parts)
+        ours = [p for pid, p in wanted.items() if pid != first_pid and p != wanted[first_pid]][0]
+        locks.release(ours)  # the second runner copies it under the first runner's snapshot
+        wait_for(lambda: ours in ledger_rows(dbs, NOKEY), 'that part copied', second)
+        under_first = ledger_rows(dbs, NOKEY)[ours]
+        os.kill(first.pid, signal.SIGKILL)  # the snapshot's keeper dies
+        first.wait()
+        wait_for(lambda: not _exporter_alive(dbs), 'the exported snapshot to end')
+        for part in parts:
+            if part != ours:
+                locks.release(part)
+        out, err = second.communicate(timeout=300)
+    finally:
+        locks.close()
+    # the second runner found the snapshot gone, started the table again under its own
+    assert second.returncode == 0, out + err
+    done = ledger_rows(dbs, NOKEY)
+    assert sorted(done) == sorted(parts)
+    assert len({r for r, dummy, dummy2 in done.values()}) == 1  # all by the second, once again
+    assert done[ours] != under_first  # the part read under the dead snapshot was copied again
+    assert fingerprint(dbs.tgt_sql, NOKEY) == fingerprint(dbs.src_sql, NOKEY)
+    assert manifest_flags(manifests[1])[NOKEY] == (1, None)

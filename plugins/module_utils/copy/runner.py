@@ -57,13 +57,15 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.sele
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.source_stats import (
     table_estimates)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_copy import (
-    ByteCounter, CopyTask, copy_statements, diagnose, partitioned_tables, resolve, copy_table)
+    ByteCounter, CopyTask, SnapshotGone, copy_statements, diagnose, partitioned_tables, resolve,
+    copy_table)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import is_key_part
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.split_plan import (
     SplitPlan, describe_parts, new_parts, plan_split, segment_count)
 
 MAX_PARALLEL = 64
 MAX_SPLIT_PARTS = 1024
+MAX_RESTARTS = 3  # times a run takes a ctid-split table's snapshot again (see _restart)
 DEFAULT_SPLIT_THRESHOLD = 1 << 30
 DEFAULT_SEGMENT_SIZE = 256 << 20
 # Citus opens a connection per shard for a COPY into a distributed table (up to
@@ -638,8 +640,18 @@ class MigrationRun:
                 deferred: deque) -> bool:
         """Account one finished job; True when its table is complete (every part settled)."""
         group = job.group
+        if job.generation != group.generation:  # of an attempt the table started again from
+            return group.left == 0 and group.in_flight == 0
         try:
             outcome = fut.result()
+        except SnapshotGone as exc:
+            if group.restarts < MAX_RESTARTS and self._restart(group, pending, deferred):
+                return False
+            self._log_error(group.row, self.task_for(group.row, job.part), exc, error_log)
+            group.error = group.error or exc
+            group.left -= 1
+            group.failed += 1
+            return group.left == 0 and group.in_flight == 0
         except MigrationError as exc:
             self._log_error(group.row, self.task_for(group.row, job.part), exc, error_log)
             group.error = group.error or exc
@@ -661,7 +673,7 @@ class MigrationRun:
         if outcome.status == 'split':
             parts = self._adopt_plan(group)
             if parts != ['']:
-                pending.extendleft(reversed([_Job(group, p) for p in parts]))
+                pending.extendleft(reversed([_Job(group, p, group.generation) for p in parts]))
             else:
                 deferred.append(job)
             return False
@@ -679,6 +691,29 @@ class MigrationRun:
         if not job.part and outcome.duration_s is not None:
             group.duration = outcome.duration_s
         return group.left == 0 and group.in_flight == 0
+
+    def _restart(self, group: '_Group', pending: deque, deferred: deque) -> bool:
+        """A part found the table's shared snapshot gone (the runner keeping it ended): take
+        the table's snapshot again (a new one, starting the table again from scratch, or a
+        live runner's) and queue every part again; results of the jobs already handed out
+        no longer count. False when the table's lock stayed busy."""
+        group.restarts += 1
+        group.release()  # ours, if it was ours: its lock must be free for the new one
+        with connection_pair(self.source, self.target) as (src, tgt):
+            plan = self._plan(src, tgt, group.row)
+        if plan is None:
+            return False
+        group.snapshot, group.holder, group.snapshot_ready = plan.snapshot, plan.holder, True
+        group.generation += 1
+        group.left = len(group.parts)
+        group.segments_done = group.rows = group.nbytes = group.failed = 0
+        group.copied = False
+        for queue in (pending, deferred):
+            keep = [j for j in queue if j.group is not group]
+            queue.clear()
+            queue.extend(keep)
+        pending.extendleft(reversed([_Job(group, p, group.generation) for p in group.parts]))
+        return True
 
     def _finish(self, group: '_Group', incomplete: bool = False) -> TableResult:
         """Record a table whose jobs are all settled (or abandoned) in the manifest."""
@@ -760,6 +795,8 @@ class _Group:
     snapshot: Optional[str] = None  # the shared source snapshot of its ctid parts
     holder: Optional[object] = None  # split_plan.SharedSnapshot kept by this runner
     snapshot_ready: bool = False  # snapshot (and holder) taken for this run
+    generation: int = 0  # attempts started again after the shared snapshot was gone
+    restarts: int = 0
 
     def __post_init__(self) -> None:
         self.left = len(self.parts)
@@ -793,3 +830,4 @@ class _Group:
 class _Job:
     group: _Group
     part: str = ''
+    generation: int = 0  # the group's attempt it belongs to (see MigrationRun._restart)
