@@ -497,17 +497,22 @@ def method_pgcopydb(env: Env, db: str, tdb: str, tables: Sequence[str], parallel
     return {'errors': [err.strip()[-500:]] if code != 0 else [], 'peak_rss_kb': rss}
 
 
+def engine_cmd(env: Env, db: str, tdb: str, manifest: str, extra: Sequence[str],
+               cli: str = CLI) -> List[str]:
+    return [sys.executable, cli, 'migrate', '--yes',
+            '-D', db, '-O', '127.0.0.1', '-U', 'postgres', '--source-port', str(env.source.port),
+            '-d', tdb, '-o', '127.0.0.1', '-u', 'postgres', '--target-port', str(env.target.port),
+            '--progress-interval', '3600'] + list(extra) + [manifest]
+
+
 def method_engine(env: Env, db: str, tdb: str, manifest: str, parallel: int, work: str,
-                  extra: Sequence[str] = (), profile: Optional[str] = None) -> Dict:
+                  extra: Sequence[str] = (), profile: Optional[str] = None, cli: str = CLI) -> Dict:
     run_manifest = os.path.join(work, 'run-manifest.db')
     shutil.copyfile(manifest, run_manifest)
     for suffix in ('-wal', '-shm', '.errors.jsonl'):
         if os.path.exists(run_manifest + suffix):
             os.remove(run_manifest + suffix)
-    cmd = [sys.executable, CLI, 'migrate', '--yes', '--parallel', str(parallel),
-           '-D', db, '-O', '127.0.0.1', '-U', 'postgres', '--source-port', str(env.source.port),
-           '-d', tdb, '-o', '127.0.0.1', '-u', 'postgres', '--target-port', str(env.target.port),
-           '--progress-interval', '3600'] + list(extra) + [run_manifest]
+    cmd = engine_cmd(env, db, tdb, run_manifest, ['--parallel', str(parallel)] + list(extra), cli)
     if profile:
         cmd = [os.path.join(os.path.dirname(sys.executable), 'py-spy'), 'record', '--rate', '200',
                '--subprocesses', '--format', 'raw', '-o', profile, '--'] + cmd
@@ -538,6 +543,38 @@ def timed(name: str, runs: int, env: Env, tdb: str, targets: Sequence[str],
             'verification': checks[-1], 'errors': errors[:3]}
 
 
+def timed_alternating(entries: Sequence[Tuple[str, Callable[[], Dict]]], runs: int, env: Env,
+                      tdb: str, targets: Sequence[str], expected: Dict[str, Tuple[int, int]],
+                      rows: int, nbytes: int) -> List[Dict]:
+    """As ``timed`` for several methods whose ratio matters, their runs taking turns
+    (A B A B ...): on a shared machine, load that comes and goes hits both alike."""
+    per: Dict[str, Dict[str, list]] = {name: {'secs': [], 'rss': [], 'checks': [], 'errors': []}
+                                       for name, dummy in entries}
+    for i in range(runs):
+        for name, fn in entries:
+            acc = per[name]
+            reset_target(env, tdb, targets)
+            t0 = time.monotonic()
+            out = fn()
+            acc['secs'].append(time.monotonic() - t0)
+            acc['rss'].append(out['peak_rss_kb'])
+            acc['errors'].extend(out['errors'])
+            acc['checks'].append(verify(env, tdb, expected))
+            log('%s run %d: %.2fs, rss %.0f MB, verified %s%s' % (
+                name, i + 1, acc['secs'][-1], acc['rss'][-1] / 1024.0, acc['checks'][-1]['ok'],
+                ', errors: %s' % out['errors'][:1] if out['errors'] else ''))
+    results = []
+    for name, dummy in entries:
+        acc = per[name]
+        med = statistics.median(acc['secs'])
+        results.append({'method': name, 'seconds': med, 'min': min(acc['secs']),
+                        'max': max(acc['secs']), 'runs': acc['secs'], 'rows_per_s': rows / med,
+                        'mb_per_s': nbytes / med / 1e6, 'peak_rss_mb': max(acc['rss']) / 1024.0,
+                        'verified': all(c['ok'] for c in acc['checks']),
+                        'verification': acc['checks'][-1], 'errors': acc['errors'][:3]})
+    return results
+
+
 def corrupted_rows(env: Env, db: str, jobs: Sequence[Tuple[str, str, str]]) -> Tuple[int, int]:
     """Rows the old sed rename rewrites: rows of a drop-child child containing its name."""
     conn = env.conn('source', db)
@@ -556,6 +593,12 @@ def corrupted_rows(env: Env, db: str, jobs: Sequence[Tuple[str, str, str]]) -> T
 
 
 def copy_benchmarks(env: Env, args, work: str) -> Dict:
+    sections = set(args.sections.split(','))
+    if not sections & {'all', 'limit', 'old', 'engine', 'pgcopydb', 'single', 'profile'} and not args.profile:
+        # only the key-split cases: no ICDS dataset needed
+        return {'all_tables': [], 'pgcopydb_subset': [], 'single_table': [],
+                'split_table': split_benchmarks(env, args, work) if 'split' in sections else [],
+                'profile': None}
     db, tdb = 'icds_bench', 'icds_bench_target'
     ds = build_dataset(env, db, tdb, args.size_mb, args.big_share, work)
     rows = ds['rows']
@@ -580,6 +623,7 @@ def copy_benchmarks(env: Env, args, work: str) -> Dict:
     if 'pgcopydb' in sections:
         subset = _pgcopydb_subset(env, args, work, db, tdb, rows, targets, expected, cols, parts)
     single = _single_table(env, args, work, db, tdb, ds, targets, cols) if 'single' in sections else []
+    split = split_benchmarks(env, args, work) if 'split' in sections else []
     profile = None
     if args.profile:
         profile = os.path.join(work, 'engine-profile.txt')
@@ -593,7 +637,7 @@ def copy_benchmarks(env: Env, args, work: str) -> Dict:
                 '%s -> %s' % (s, t) for s, t in rows if s != t)[:5] + [
                 '... %d drop-child children in all (child copied into its parent)'
                 % sum(1 for s, t in rows if s != t)],
-            'single_table': single, 'profile': profile}
+            'single_table': single, 'split_table': split, 'profile': profile}
 
 
 def _all_tables(env, args, work, db, tdb, ds, jobs, targets, expected, cols, parts, heap, results):
@@ -610,9 +654,17 @@ def _all_tables(env, args, work, db, tdb, ds, jobs, targets, expected, cols, par
         _old(env, args, db, tdb, jobs, targets, expected, total, heap, results)
     if sections & {'all', 'engine'}:
         for n in args.engine_parallel:
-            results.append(timed(
-                'engine: migrate_tables --parallel %d' % n, R, env, tdb, targets, expected,
-                lambda n=n: method_engine(env, db, tdb, ds['manifest'], n, work), total, heap))
+            engine = ('engine: migrate_tables --parallel %d' % n,
+                      lambda n=n: method_engine(env, db, tdb, ds['manifest'], n, work))
+            if not args.baseline:
+                results.append(timed(engine[0], R, env, tdb, targets, expected, engine[1], total, heap))
+                continue
+            # the earlier engine on the same runs, taking turns, for the "no slower" bar
+            cli = os.path.join(os.path.abspath(args.baseline), 'bin', 'migrate_tables')
+            results.extend(timed_alternating([engine, (
+                'baseline engine (%s): migrate_tables --parallel %d' % (args.baseline, n),
+                lambda n=n: method_engine(env, db, tdb, ds['manifest'], n, work, cli=cli))],
+                R, env, tdb, targets, expected, total, heap))
 
 
 def _old(env, args, db, tdb, jobs, targets, expected, total, heap, results):
@@ -685,9 +737,9 @@ def _single_table(env, args, work, db, tdb, ds, targets, cols):
         timed('single table: limit, 1 psql | psql stream', R, env, tdb, targets, big_expected,
               lambda: method_limit(env, db, tdb, [(big, BIG_PARENT, '')], 1, cols), big_rows,
               big_heap),
-        timed('single table: engine --parallel 2 (split in 2 parts)', R, env, tdb, targets,
+        timed('single table: engine --parallel 2 (split in 2 segments)', R, env, tdb, targets,
               big_expected, lambda: method_engine(env, db, tdb, big_manifest, 2, work,
-                                                  ['--split-threshold', '1MB']),
+                                                  ['--split-threshold', '1MB', '--split-parts', '2']),
               big_rows, big_heap),
         timed('single table: engine --parallel 1 (whole table, one stream)', R, env, tdb, targets,
               big_expected, lambda: method_engine(env, db, tdb, big_manifest, 1, work,
@@ -695,6 +747,128 @@ def _single_table(env, args, work, db, tdb, ds, targets, cols):
               big_rows, big_heap),
     ]
     return single
+
+
+SPLIT_TABLE = 'split_big-keyed'
+
+
+def build_split_table(env: Env, db: str, tdb: str, size_mb: int) -> Dict[str, int]:
+    """One table of about ``size_mb`` of heap with a bigint primary key (distributed on it on
+    Citus), for the key-split case. Rows of ~165 bytes on disk: text, a number, a timestamp."""
+    src = env.conn('source', db)
+    t = ident(SPLIT_TABLE)
+    ddl = 'CREATE TABLE %s (id bigint %s, supervisor_id text, payload text, amount numeric, at timestamptz)'
+    q(src, ddl % (t, 'PRIMARY KEY'))
+    rows = max(1000, size_mb * 1024 * 1024 // 160)
+    t0 = time.time()
+    step = 1000000
+    for first in range(1, rows + 1, step):
+        q(src, 'INSERT INTO %s SELECT g, \'sup\' || (g %% 997), md5(g::text) || md5((g * 7)::text) '
+               '|| md5((g * 13)::text), g * 1.25, timestamptz \'2020-01-01\' + g * interval \'1 s\' '
+               'FROM generate_series(%d, %d) g' % (t, first, min(rows, first + step - 1)))
+    src.autocommit = True
+    with src.cursor() as cur:
+        cur.execute('VACUUM ANALYZE %s' % t)
+    heap = q(src, 'SELECT pg_relation_size(%s::regclass)', (t,))[0][0]
+    src.close()
+    tgt = env.conn('target', tdb)
+    q(tgt, ddl % (t, ''))
+    if env.target_kind == 'citus':
+        q(tgt, 'SELECT create_distributed_table(%s, %s)', (t, 'id'))
+    tgt.close()
+    log('split table: %d rows, %.0f MB heap, built in %.0fs' % (rows, heap / 1e6, time.time() - t0))
+    return {'rows': rows, 'heap_bytes': heap, 'max_id': rows}
+
+
+def _ledger_count(env: Env, tdb: str) -> int:
+    conn = env.conn('target', tdb)
+    try:
+        if q(conn, 'SELECT to_regclass(%s)', ('%s.copy_ledger' % LEDGER_SCHEMA,))[0][0] is None:
+            return 0
+        return q(conn, sql.SQL('SELECT count(*) FROM {}.copy_ledger').format(
+            sql.Identifier(LEDGER_SCHEMA)))[0][0]
+    finally:
+        conn.close()
+
+
+def method_engine_killed(env: Env, db: str, tdb: str, manifest: str, work: str,
+                         extra: Sequence[str], kill_after: int) -> None:
+    """Start the engine and SIGKILL it once ``kill_after`` segments are committed."""
+    run_manifest = os.path.join(work, 'run-manifest.db')
+    shutil.copyfile(manifest, run_manifest)
+    cmd = engine_cmd(env, db, tdb, run_manifest, extra)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while _ledger_count(env, tdb) < kill_after:
+        if proc.poll() is not None:
+            raise RuntimeError('the engine ended before %d segments were committed' % kill_after)
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+
+
+def _resume_engine(env: Env, db: str, tdb: str, work: str, extra: Sequence[str]) -> Dict:
+    """The re-run after a kill: copies only the segments not committed (the run manifest of
+    the killed run, as an operator would re-run it)."""
+    cmd = engine_cmd(env, db, tdb, os.path.join(work, 'run-manifest.db'), extra)
+    code, rss, err = pipeline([cmd])
+    return {'errors': [err.strip()[-500:]] if code != 0 else [], 'peak_rss_kb': rss}
+
+
+def split_benchmarks(env: Env, args, work: str) -> List[Dict]:
+    """A >= 2 GB table with a key, split in key-range segments at --parallel 2, against two
+    raw psql pipes over the two key halves; then the resume case: SIGKILL at about 60% of
+    the split copy, the re-run's time against the whole copy's."""
+    db, tdb = 'icds_split', 'icds_split_target'
+    env.create_dbs(db, tdb)
+    info = build_split_table(env, db, tdb, args.split_mb)
+    src = env.conn('source', db)
+    cols = {SPLIT_TABLE: column_list(src, SPLIT_TABLE)}
+    expected = source_checksums(src, [(SPLIT_TABLE, SPLIT_TABLE)])
+    src.close()
+    targets = [SPLIT_TABLE]
+    manifest = os.path.join(work, 'split-manifest.db')
+    if os.path.exists(manifest):
+        os.remove(manifest)
+    with Manifest.create(manifest) as m:
+        m.add_rows([(SPLIT_TABLE, None, None)])
+    mid = info['max_id'] // 2
+    halves = [(SPLIT_TABLE, SPLIT_TABLE, 'id < %d' % mid), (SPLIT_TABLE, SPLIT_TABLE, 'id >= %d' % mid)]
+    rows, heap, R = info['rows'], info['heap_bytes'], args.runs
+    split_args = ['--split-threshold', '1MB', '--segment-size', args.segment_size]
+    out = timed_alternating([
+        ('split table: limit, 2 psql | psql streams (key halves)',
+         lambda: method_limit(env, db, tdb, halves, 2, cols)),
+        ('split table: engine --parallel 2 (key segments of %s)' % args.segment_size,
+         lambda: method_engine(env, db, tdb, manifest, 2, work, split_args)),
+    ], R, env, tdb, targets, expected, rows, heap)
+    if 'resume' in args.sections.split(','):
+        segments = -(-heap // parse_bytes(args.segment_size))
+        kill_after = -(-segments * 6 // 10)
+        secs, checks, rss = [], [], []
+        for i in range(R):
+            reset_target(env, tdb, targets)
+            method_engine_killed(env, db, tdb, manifest, work, ['--parallel', '2'] + split_args,
+                                 kill_after)
+            t0 = time.monotonic()
+            res = _resume_engine(env, db, tdb, work, ['--parallel', '2'] + split_args)
+            secs.append(time.monotonic() - t0)
+            rss.append(res['peak_rss_kb'])
+            checks.append(verify(env, tdb, expected))
+            log('resume run %d: killed after %d of %d segments, re-run %.2fs, verified %s%s' % (
+                i + 1, kill_after, segments, secs[-1], checks[-1]['ok'],
+                ', errors: %s' % res['errors'][:1] if res['errors'] else ''))
+        med = statistics.median(secs)
+        out.append({'method': 'split table: re-run after SIGKILL at %d of %d segments' % (kill_after, segments),
+                    'seconds': med, 'min': min(secs), 'max': max(secs), 'runs': secs,
+                    'rows_per_s': rows / med, 'mb_per_s': heap / med / 1e6,
+                    'peak_rss_mb': max(rss) / 1024.0, 'verified': all(c['ok'] for c in checks),
+                    'verification': checks[-1], 'errors': []})
+    return out
+
+
+def parse_bytes(text: str) -> int:
+    from ansible_collections.icds.citus_migration.plugins.module_utils.copy.runner import parse_size
+    return parse_size(text)
 
 
 def expected_for(env: Env, db: str, rows) -> Dict[str, Tuple[int, int]]:
@@ -852,6 +1026,8 @@ def markdown(report: Dict) -> str:
                   'its parent)' % copy['pgcopydb_subset_tables'], copy['pgcopydb_subset'])
         if copy['single_table']:
             table('One table holding most of the data', copy['single_table'])
+        if copy.get('split_table'):
+            table('One table with a key, split in key-range segments', copy['split_table'])
     scale = report.get('scale')
     if scale:
         lines.append('### Scale (catalog size)')
@@ -872,7 +1048,7 @@ def markdown(report: Dict) -> str:
             lines.append('')
     bars = bar_checks(report)
     if bars:
-        lines.append('### Against the bar of issue 6')
+        lines.append('### Against the bars (issues 6 and 11)')
         lines.append('')
         lines.append('| bar | measured | met |')
         lines.append('|---|---|---|')
@@ -930,6 +1106,12 @@ def bar_checks(report: Dict) -> List[Tuple[str, str, bool]]:
             out.append(('engine >= 1.25 x faster than pg_dump | sed | psql',
                         '%.2f / %.2f = %.2f x' % (old['seconds'], engine['seconds'], ratio),
                         ratio >= 1.25))
+    base = next((r for r in every if r['method'].startswith('baseline engine')
+                 and r['method'].endswith('--parallel %d' % P)), None)
+    if engine and base:
+        ratio = engine['seconds'] / base['seconds']
+        out.append(('every table: engine no slower than the earlier engine (<= 1.05)',
+                    '%.2f / %.2f = %.2f' % (engine['seconds'], base['seconds'], ratio), ratio <= 1.05))
     subset = copy.get('pgcopydb_subset') or []
     pg, sub_engine = _find(subset, 'subset pgcopydb'), _find(subset, 'subset engine')
     if pg and sub_engine:
@@ -938,8 +1120,9 @@ def bar_checks(report: Dict) -> List[Tuple[str, str, bool]]:
                     '%.2f / %.2f = %.2f x (%d tables)' % (pg['seconds'], sub_engine['seconds'],
                                                           ratio, copy['pgcopydb_subset_tables']),
                     ratio >= 1.5))
-    engines = [r for r in every + subset + (copy.get('single_table') or [])
-               if 'engine' in r['method']]
+    splits = copy.get('split_table') or []
+    engines = [r for r in every + subset + (copy.get('single_table') or []) + splits
+               if 'engine' in r['method'] and not r['method'].startswith('baseline')]
     if engines:
         peak = max(r['peak_rss_mb'] for r in engines)
         out.append(('peak RSS of the copying process < 150 MB',
@@ -950,6 +1133,17 @@ def bar_checks(report: Dict) -> List[Tuple[str, str, bool]]:
         ratio = split['seconds'] / two['seconds']
         out.append(('single big table, --parallel 2, <= 1.25 x the two-stream limit',
                     '%.2f / %.2f = %.2f' % (split['seconds'], two['seconds'], ratio), ratio <= 1.25))
+    two, split = _find(splits, 'split table: limit, 2'), _find(splits, 'split table: engine')
+    if two and split:
+        ratio = split['seconds'] / two['seconds']
+        out.append(('key-split table (%.1f GB), --parallel 2, <= 1.15 x the two-stream limit'
+                    % (split['mb_per_s'] * split['seconds'] / 1e3),
+                    '%.2f / %.2f = %.2f' % (split['seconds'], two['seconds'], ratio), ratio <= 1.15))
+    resume = _find(splits, 'split table: re-run after SIGKILL')
+    if split and resume:
+        ratio = resume['seconds'] / split['seconds']
+        out.append(('re-run after a SIGKILL at ~60% of a split copy <= 0.5 x the whole copy',
+                    '%.2f / %.2f = %.2f' % (resume['seconds'], split['seconds'], ratio), ratio <= 0.5))
     scale = report.get('scale') or {}
     catalog = scale.get('catalog') or []
     at10k = next((r for r in catalog if r.get('requested') == 10000), None)
@@ -986,7 +1180,8 @@ def chart(report: Dict, path: str) -> Optional[str]:
         return None
     copy = report['copy']
     groups = [('all tables', copy['all_tables']), ('pgcopydb subset', copy['pgcopydb_subset']),
-              ('single big table', copy['single_table'])]
+              ('single big table', copy['single_table']),
+              ('key-split table', copy.get('split_table') or [])]
     groups = [(g, r) for g, r in groups if r]
     fig, axes = plt.subplots(len(groups), 1, figsize=(10, 3 + 1.2 * sum(len(r) for _, r in groups) / 2))
     if len(groups) == 1:
@@ -1024,9 +1219,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help='missing child tables to create in the scale benchmarks')
     parser.add_argument('--skip-copy', action='store_true')
     parser.add_argument('--skip-scale', action='store_true')
-    parser.add_argument('--sections', default='all,pgcopydb,single',
+    parser.add_argument('--sections', default='all,pgcopydb,single,split,resume',
                         help='copy sections to run: all (every table: limit, old, engine), pgcopydb (same-name '
-                             'subset), single (one big table)')
+                             'subset), single (one big table), split (a --split-mb table with a key, '
+                             'key-split at --parallel 2 against two psql pipes), resume (SIGKILL at ~60%% '
+                             'of that split copy, then the re-run)')
+    parser.add_argument('--split-mb', type=int, default=2048,
+                        help='heap size of the key-split table (default 2048: the issue asks >= 2 GB)')
+    parser.add_argument('--segment-size', default='256MB', help='engine --segment-size in the split cases')
+    parser.add_argument('--baseline', metavar='DIR',
+                        help='a checkout of an earlier engine (e.g. git archive of the previous commit): '
+                             'its bin/migrate_tables is timed next to this one in the all-tables section')
     parser.add_argument('--profile', action='store_true',
                         help='also record a py-spy profile of one engine run')
     parser.add_argument('--keep', action='store_true', help='keep the servers and work files')

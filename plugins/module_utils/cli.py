@@ -117,11 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help='tables copied at once (default %d)' % defaults.PARALLEL)
     mig.add_argument('--split-threshold', default=defaults.SPLIT_THRESHOLD, metavar='SIZE',
                      help='copy a source table larger than SIZE on disk (e.g. 1GB, 500MB; '
-                          'bytes without a unit) in parts: ctid block ranges copied in '
-                          'parallel like separate tables, each exactly once (the split plan '
-                          'and every part are recorded on the target). Default %s' % defaults.SPLIT_THRESHOLD)
+                          'bytes without a unit) in segments of about --segment-size: ranges '
+                          'of its primary (or unique NOT NULL) key, else ctid block ranges read '
+                          'under one shared snapshot; copied in parallel like separate tables, '
+                          'each exactly once (the split plan and every segment are recorded on '
+                          'the target, so a re-run copies only the missing ones). Default %s' % defaults.SPLIT_THRESHOLD)
+    mig.add_argument('--segment-size', default=defaults.SEGMENT_SIZE, metavar='SIZE',
+                     help='about how much of a split table one segment holds (its unit of '
+                          'work, commit and resume). Default %s' % defaults.SEGMENT_SIZE)
     mig.add_argument('--split-parts', type=int, default=None, metavar='N',
-                     help='parts per split table (default: --parallel)')
+                     help='segments per split table, whatever its size (default: one per '
+                          '--segment-size)')
     mig.add_argument('--small-table-threshold', default=defaults.SMALL_TABLE_THRESHOLD, metavar='SIZE',
                      help='Citus target only: a source table smaller than SIZE on disk is '
                           'written through one connection per worker instead of one per shard '
@@ -211,6 +217,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         rows = run.prepare(readonly=args.dry_run)
         if args.dry_run:
             plan = run.dry_run()
+            if args.json:
+                echo(json.dumps({'dry_run': True, 'tables': plan}, indent=2))
+                return EXIT_FAILED if any('error' in i for i in plan) else EXIT_OK
             for item in plan:
                 if 'error' in item:
                     echo('[dry run] %s -> %s: ERROR %s' % (item['source_table'], item['target_table'], item['error']))
@@ -218,6 +227,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
                     echo('[dry run] %s -> %s: already copied (ledger), would mark migrated'
                          % (item['source_table'], item['target_table']))
                 else:
+                    if item.get('split'):
+                        echo('[dry run] %s -> %s: split by %s, %d done' % (
+                            item['source_table'], item['target_table'], item['split'],
+                            item['segments_done']))
                     echo('[dry run] %s | %s' % (item['copy_out'], item['copy_in']))
             echo('[dry run] %d tables would be copied; nothing was changed' % len(plan))
             return EXIT_FAILED if any('error' in i for i in plan) else EXIT_OK

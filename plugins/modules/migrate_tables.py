@@ -23,15 +23,21 @@ description:
     C(date < end).
   - Every selected table is checked before anything is copied (the target table exists and has
     every source column). With O(stop_on_error), a problem fails the task and nothing is copied.
-  - A source table larger than O(split_threshold) on disk is copied in O(split_parts) parts,
-    ctid block ranges (C(COPY (SELECT ... FROM ONLY t WHERE ctid >= '(a,0)' AND ctid < '(b,0)')
-    TO STDOUT), a TID range scan on PostgreSQL 14 and later), spread over the parallel copies
-    like separate tables. The split plan is stored on the target (table C(copy_split_plan) in
-    O(ledger_schema)) before the first part is copied; every later run reuses it, and each part
-    has its own target transaction and ledger row, so each part is copied exactly once. The last
-    range is open-ended, so rows in blocks added after planning are copied too. The manifest row
-    is migrated when every part is copied, errored when a part failed (a re-run copies only the
-    missing parts).
+  - A source table larger than O(split_threshold) on disk is copied in segments of about
+    O(segment_size) bytes (O(split_parts) forces their number), spread over the parallel copies
+    like separate tables. A table with a primary key (or a unique index on NOT NULL columns) led
+    by an integer, numeric, text, uuid, date or timestamp column is cut into ranges of that
+    column, bounds from a sample of the source; an UPDATE never moves a row out of its range, so
+    the copy is exact on a source that is written to. A table without one is cut into ctid block
+    ranges, all read under one source snapshot that the runner exports and keeps while the
+    table's parts run; if that snapshot is gone (the runner died) before every part is copied,
+    the next run removes the table's copied rows and starts it again under a new snapshot.
+  - The split plan is stored on the target (table C(copy_split_plan) in O(ledger_schema)) before
+    the first segment is copied; every later run and every other runner reuses it, and each
+    segment has its own target transaction and ledger row, so each is copied exactly once. The
+    first and last ranges are open-ended, so rows added after planning are copied too. The
+    manifest row is migrated when every segment is copied, errored when one failed (a re-run
+    copies only the missing segments).
   - The manifest file is updated with the outcome of each table. Failures are also appended as
     JSON lines to O(error_log).
   - For long runs, use C(async) and poll M(icds.citus_migration.migration_status) to show
@@ -62,8 +68,16 @@ options:
       - A size such as V(1GB) or V(500MB) (1024-based), or a number of bytes.
     type: str
     default: 1GB
+  segment_size:
+    description:
+      - About how much of a split table one segment holds (the unit of copy, commit and resume).
+      - A size such as V(256MB) (1024-based), or a number of bytes.
+    type: str
+    default: 256MB
   split_parts:
-    description: Number of parts a split table is copied in. Defaults to O(parallel). From 1 to 1024.
+    description:
+      - Number of segments a split table is copied in, whatever its size. Defaults to one per
+        O(segment_size). From 1 to 1024.
     type: int
   small_table_threshold:
     description:
@@ -239,6 +253,7 @@ tables:
       error: null
       sqlstate: null
       parts: null
+      split: null
 '''
 
 from ansible_collections.icds.citus_migration.plugins.module_utils.common import defaults
@@ -265,6 +280,7 @@ def main():
         parallel=dict(type='int', default=defaults.PARALLEL),
         split_threshold=dict(type='str', default=defaults.SPLIT_THRESHOLD),
         split_parts=dict(type='int'),
+        segment_size=dict(type='str', default=defaults.SEGMENT_SIZE),
         small_table_threshold=dict(type='str', default=defaults.SMALL_TABLE_THRESHOLD),
         stop_on_error=dict(type='bool', default=True),
         retry_errors=dict(type='bool', default=False),

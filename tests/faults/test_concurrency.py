@@ -4,7 +4,6 @@ another process or damaged gives one clear line, not a traceback."""
 
 import json
 import os
-import shutil
 import sqlite3
 
 import pytest
@@ -32,7 +31,8 @@ def test_four_runners_copy_each_table_once(world, pair, tmp_path, shared, split)
                   shared=shared, split_threshold=split) as entry:
         targets = sorted({target or source for source, dummy, target in ROWS})
         with tables_locked(pair, targets):  # every COPY waits here until all runners have one
-            procs = [run_cli(['migrate', '--yes', '--json', '--parallel', '2', '--split-threshold', split]
+            procs = [run_cli(['migrate', '--yes', '--json', '--parallel', '2', '--split-threshold', split,
+                              '--segment-size', '8MB']
                              + cli_conn_args(pair) + [path], background=True) for path in paths]
             wait_for('all %d runners copying at once' % RUNNERS,
                      lambda: len(copies_in_flight(pair, procs)) == RUNNERS, procs)

@@ -51,7 +51,7 @@ def test_sigkill_at_a_random_moment(world, pair, seed):
     delay = round(rnd.uniform(0.0, 0.8), 3)  # seconds after the big table's COPY started
     kill_rerun = rnd.random() < 0.3
     rerun_delay = round(rnd.uniform(0.0, 1.0), 3)
-    extra = ['--parallel', str(parallel), '--split-threshold', split]
+    extra = ['--parallel', str(parallel), '--split-threshold', split, '--segment-size', '4MB']
     with recorded('test_sigkill_at_a_random_moment', seed, 'sigkill', parallel=parallel,
                   split_threshold=split, how=how, delay_s=delay, kill_rerun=kill_rerun,
                   rerun_delay_s=rerun_delay) as entry:

@@ -1,18 +1,20 @@
-"""Large tables copied in parts (ctid ranges): equal rows, each part exactly once."""
+"""Large tables without a usable key copied in parts (ctid ranges under one snapshot):
+equal rows, each part exactly once."""
 
 import json
 import os
 import signal
-import time
 
 import psycopg2
 import pytest
 
+from tests.integration.segment_helpers import (
+    SOURCE_ID, SegmentLocks, held_locks, store_plan, wait_for)
 from tests.integration.copy_helpers import (
     cli_conn_args, fingerprint, make_old_manifest, manifest_flags, run_cli, union_fingerprint)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy import ledger
-from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_copy import (
-    CopyTask, plan_split)
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_copy import CopyTask
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.split_plan import plan_split
 
 BIG = 'ucr_icds-cas_static-big_cases_a1b2c3d4'  # hyphenated, as UCR names are
 # No primary key anywhere: a part copied twice would show as duplicate rows.
@@ -110,7 +112,8 @@ def test_stored_plan_is_used_even_under_the_threshold(bigdb):
     conn_s = psycopg2.connect(**bigdb.source.libpq_kwargs())
     conn_t = psycopg2.connect(**bigdb.target.libpq_kwargs())
     try:
-        parts = plan_split(conn_s, conn_t, CopyTask(BIG, BIG), source_id, 'test', 4)
+        plan = _plan_now(bigdb, conn_s, conn_t, source_id, 4)
+        parts = plan.parts
     finally:
         conn_s.close()
         conn_t.close()
@@ -120,6 +123,16 @@ def test_stored_plan_is_used_even_under_the_threshold(bigdb):
     assert json.loads(res.stdout[res.stdout.index('{'):])['tables'][0]['parts'] == 4
     assert sorted(_ledger_parts(bigdb)) == sorted(parts)
     assert fingerprint(bigdb.tgt_sql, BIG) == fingerprint(bigdb.src_sql, BIG)
+
+
+def _plan_now(dbs, conn_s, conn_t, source_id: str, segments: int):
+    """Store a split plan as a runner would; its shared snapshot (no key) is let go."""
+    plan = plan_split(conn_s, conn_t, CopyTask(BIG, BIG), source_id, 'test', segments,
+                      connect_source=lambda: psycopg2.connect(**dbs.source.libpq_kwargs()),
+                      connect_target=lambda: psycopg2.connect(**dbs.target.libpq_kwargs()))
+    assert plan.snapshot is not None and plan.holder is not None  # no key: ctid, one snapshot
+    plan.holder.close()
+    return plan
 
 
 def _source_id(dbs) -> str:
@@ -132,7 +145,8 @@ def test_rows_beyond_the_last_boundary_are_copied(bigdb):
     conn_t = psycopg2.connect(**bigdb.target.libpq_kwargs())
     try:
         ledger.ensure_ledger(conn_t)
-        parts = plan_split(conn_s, conn_t, CopyTask(BIG, BIG), 'fixed-source', 'test', 3)
+        plan = _plan_now(bigdb, conn_s, conn_t, 'fixed-source', 3)
+        parts = plan.parts
     finally:
         conn_s.close()
         conn_t.close()
@@ -147,7 +161,10 @@ def test_rows_beyond_the_last_boundary_are_copied(bigdb):
     assert fingerprint(bigdb.tgt_sql, BIG) == fingerprint(bigdb.src_sql, BIG)
 
 
-def test_failed_part_marks_the_table_errored_and_a_rerun_copies_only_missing_parts(bigdb):
+def test_failed_part_marks_the_table_errored_and_a_rerun_completes_it(bigdb):
+    # (no key: the re-run starts the table again under a new snapshot, as the first run's
+    # snapshot ended with it; a keyed table's re-run copies only the missing segments, see
+    # test_key_segments)
     # a target constraint that rejects rows of the middle part only
     bigdb.tgt_sql('ALTER TABLE "%s" ADD CONSTRAINT no_middle CHECK (id < 15000 OR id > 25000)' % BIG)
     res = _migrate(bigdb, bigdb.manifest, '--parallel', '2', '--split-threshold', '1MB',
@@ -182,32 +199,30 @@ def hugedb(dbs, tmp_path):
 
 
 def test_sigkill_mid_way_then_rerun_copies_each_part_once(hugedb):
-    args = ['--split-threshold', '1MB', '--split-parts', '6']
-    proc = _migrate(hugedb, hugedb.manifest, *args, background=True)
-    deadline = time.time() + 120
-    while time.time() < deadline:  # one part committed and the next one streaming
-        if len(_ledger_parts(hugedb)) >= 1 and hugedb.tgt_sql(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
-                "query LIKE 'COPY %%FROM STDIN%%' AND state = 'active'").strip() != '0':
-            break
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-    else:
-        raise AssertionError('no part was copied in time')
-    time.sleep(0.2)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    deadline = time.time() + 30
-    while hugedb.tgt_sql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                         "AND query LIKE 'COPY %%FROM STDIN%%'").strip() != '0' and time.time() < deadline:
-        time.sleep(0.1)
+    parts = store_plan(hugedb, BIG, 6)
+    args = ['--split-threshold', '1MB', '--source-id', SOURCE_ID]
+    locks = SegmentLocks(hugedb, BIG)
+    locks.hold(parts[-1])  # the run cannot finish before it is killed
+    try:
+        proc = _migrate(hugedb, hugedb.manifest, *args, background=True)
+        # one part committed and the next one streaming
+        wait_for(lambda: len(_ledger_parts(hugedb)) >= 1 and hugedb.tgt_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
+            "query LIKE 'COPY %%FROM STDIN%%' AND state = 'active'").strip() != '0',
+            'a part committed and the next one streaming', proc)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        locks.close()
+    wait_for(lambda: held_locks(hugedb) == 0, 'the killed runner\'s sessions to end')
     done = _ledger_parts(hugedb)
     assert 1 <= len(done) < 6
     assert manifest_flags(hugedb.manifest)[BIG] == (None, None)
     # what is on the target is exactly the committed parts
     committed = int(hugedb.tgt_sql('SELECT sum(rows_copied) FROM icds_citus_migration.copy_ledger').strip())
     assert int(hugedb.tgt_sql('SELECT count(*) FROM "%s"' % BIG).strip()) == committed
-    res = _migrate(hugedb, hugedb.manifest, '--parallel', '2')
+    # no key: its parts' snapshot died with the runner, so the table is copied again from scratch
+    res = _migrate(hugedb, hugedb.manifest, '--parallel', '2', '--source-id', SOURCE_ID)
     assert res.returncode == 0, res.stdout + res.stderr
     assert fingerprint(hugedb.tgt_sql, BIG) == fingerprint(hugedb.src_sql, BIG)
     assert sorted(_ledger_parts(hugedb)) == sorted(_plan(hugedb)) and len(_plan(hugedb)) == 6
@@ -239,9 +254,10 @@ def test_parts_into_a_distributed_table(citus_dbs, tmp_path):
     dbs.tgt_sql("SELECT create_distributed_table('\"%s\"', 'supervisor_id')" % BIG)
     _fill(dbs, 1, 30000)
     manifest = make_old_manifest(str(tmp_path / 'm.db'), [(BIG, None, None)])
-    res = _migrate(dbs, manifest, '--parallel', '2', '--split-threshold', '1MB')
+    res = _migrate(dbs, manifest, '--parallel', '2', '--split-threshold', '1MB', '--segment-size', '2MB')
     assert res.returncode == 0, res.stdout + res.stderr
-    assert json.loads(res.stdout[res.stdout.index('{'):])['tables'][0]['parts'] == 2
+    size = int(dbs.src_sql('SELECT pg_relation_size(\'"%s"\')' % BIG).strip())
+    assert json.loads(res.stdout[res.stdout.index('{'):])['tables'][0]['parts'] == -(-size // (2 << 20))
     assert fingerprint(dbs.tgt_sql, BIG) == fingerprint(dbs.src_sql, BIG)
 
 

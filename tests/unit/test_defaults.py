@@ -17,6 +17,7 @@ CONNECTION = {'login_port': defaults.PORT, 'ssl_mode': defaults.SSL_MODE,
               'connect_timeout': defaults.CONNECT_TIMEOUT}
 SCHEMAS = {'source_schema': defaults.SCHEMA, 'target_schema': defaults.SCHEMA}
 COPY = dict(SCHEMAS, parallel=defaults.PARALLEL, split_threshold=defaults.SPLIT_THRESHOLD,
+            segment_size=defaults.SEGMENT_SIZE,
             small_table_threshold=defaults.SMALL_TABLE_THRESHOLD, ledger_schema=defaults.LEDGER_SCHEMA)
 TABLE_PLAN = {'schema': defaults.SCHEMA}
 MODULES = {
@@ -57,4 +58,5 @@ def test_cli_defaults_are_the_constants():
     assert {name: getattr(args, name) for name in COPY} == COPY
     text = ' '.join(parser._subparsers._group_actions[0].choices['migrate'].format_help().split())
     assert 'Default %s' % defaults.SPLIT_THRESHOLD in text
+    assert 'Default %s' % defaults.SEGMENT_SIZE in text
     assert 'Default %s' % defaults.SMALL_TABLE_THRESHOLD in text

@@ -15,6 +15,9 @@ LEDGER_SCHEMA = 'icds_citus_migration'
 PARALLEL = 1
 # a source table larger than this on disk is copied in parts (1024-based sizes)
 SPLIT_THRESHOLD = '1GB'
+# a table copied in parts is cut into segments of about this size: the unit of work, of
+# resume after a crash, and of the catch-up's comparison
+SEGMENT_SIZE = '256MB'
 # Citus target: a table smaller than this is written through one connection per worker.
 # Citus opens a connection per shard for a COPY into a distributed table and drops them at
 # commit: about 120 ms for 32 shards on the machine measured, against 4 ms through one

@@ -10,7 +10,8 @@ manifest, therefore never copies a table twice. The SQLite manifest is only a ca
 On Citus the ledger is a plain local table on the coordinator, which may share a
 transaction with a COPY into a distributed table.
 
-A large table may be copied in parts (ctid block ranges). Its split plan is stored in
+A large table may be copied in parts (key ranges, or ctid block ranges read under one
+shared source snapshot). Its split plan is stored in
 ``<ledger_schema>.copy_split_plan`` before any part is copied, under the same advisory lock
 as the whole-table copy: the first planner wins, every later run reuses its plan, and a
 table is either copied whole (ledger part '') or in parts, never both.
@@ -20,7 +21,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 try:
     from psycopg2 import sql
@@ -79,7 +80,8 @@ def ensure_ledger(conn, schema: str = DEFAULT_LEDGER_SCHEMA) -> bool:
 
 def _ensure_ledger(conn, schema: str) -> bool:
     with conn.cursor() as cur:
-        if ledger_exists(cur, schema) and split_plan_table_exists(cur, schema):
+        if ledger_exists(cur, schema) and split_plan_table_exists(cur, schema) \
+                and _has_snapshot_column(cur, schema):
             conn.commit()
             return False
         cur.execute('SELECT pg_advisory_xact_lock(%s, %s)', (LOCK_NAMESPACE, _SETUP_LOCK))
@@ -105,8 +107,18 @@ def _ensure_ledger(conn, schema: str) -> bool:
                 runner text,
                 PRIMARY KEY (source_id, source_table)
             )""").format(_plan_table(schema)))
+        # the source snapshot every ctid part of the table is read under (NULL for key
+        # ranges); added in place to a plan table made by an earlier version
+        cur.execute(sql.SQL('ALTER TABLE {} ADD COLUMN IF NOT EXISTS snapshot text')
+                    .format(_plan_table(schema)))
     conn.commit()
     return True
+
+
+def _has_snapshot_column(cur, schema: str) -> bool:
+    cur.execute("SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass(%s) "
+                "AND attname = 'snapshot' AND NOT attisdropped", (_plan_table(schema).as_string(cur),))
+    return cur.fetchone() is not None
 
 
 def split_plan_table_exists(cur, schema: str = DEFAULT_LEDGER_SCHEMA) -> bool:
@@ -124,13 +136,32 @@ def lock_key(source_id: str, source_table: str, part: str = '') -> str:
     return '%s\x1f%s\x1f%s' % (source_id, source_table, part)
 
 
-def try_lock(cur, source_id: str, source_table: str, part: str = '', wait: bool = False) -> bool:
-    """Transaction-scoped advisory lock for one table; False if another runner holds it."""
-    func = 'pg_advisory_xact_lock' if wait else 'pg_try_advisory_xact_lock'
-    cur.execute('SELECT %s(%%s, hashtext(%%s))' % func,
+def lock(cur, source_id: str, source_table: str, part: str = '') -> None:
+    """Transaction-scoped advisory lock for one table (or part), waiting for it."""
+    cur.execute('SELECT pg_advisory_xact_lock(%s, hashtext(%s))',
                 (LOCK_NAMESPACE, lock_key(source_id, source_table, part)))
-    got = cur.fetchone()[0]
-    return True if wait else bool(got)
+    cur.fetchone()
+
+
+def try_lock(cur, source_id: str, source_table: str, part: str = '') -> bool:
+    """Transaction-scoped advisory lock for one table (or part); False if another runner
+    holds it."""
+    cur.execute('SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))',
+                (LOCK_NAMESPACE, lock_key(source_id, source_table, part)))
+    return bool(cur.fetchone()[0])
+
+
+# The lock a runner holds (session-level, on a connection of its own) for as long as the
+# source snapshot shared by a table's ctid parts lives: a free lock means nobody can still
+# import that snapshot. Not a part name: parts are '' or start with 'ctid:' or 'key:'.
+SNAPSHOT_HOLDER = 'snapshot-holder'
+
+
+def try_hold_snapshot(cur, source_id: str, source_table: str) -> bool:
+    """Session-level lock saying "this connection's runner keeps the table's snapshot"."""
+    cur.execute('SELECT pg_try_advisory_lock(%s, hashtext(%s))',
+                (LOCK_NAMESPACE, lock_key(source_id, source_table, SNAPSHOT_HOLDER)))
+    return bool(cur.fetchone()[0])
 
 
 def lookup(cur, schema: str, source_id: str, source_table: str,
@@ -148,24 +179,6 @@ def record(cur, schema: str, source_id: str, source_table: str, target_table: st
                         'rows_copied, bytes_copied, runner) VALUES (%s, %s, %s, %s, %s, %s, %s)')
                 .format(_table(schema)),
                 (source_id, source_table, part, target_table, rows, nbytes, runner))
-
-
-def forget(cur, schema: str, source_id: str, source_table: str, part: str = '') -> None:
-    """Remove a ledger row (used when a table is deliberately re-copied)."""
-    cur.execute(sql.SQL('DELETE FROM {} WHERE source_id = %s AND source_table = %s AND part = %s')
-                .format(_table(schema)), (source_id, source_table, part))
-
-
-def lookup_many(cur, schema: str, source_id: str,
-                source_tables: Sequence[str]) -> Dict[str, Dict[str, LedgerEntry]]:
-    """Every ledger row of many tables in one query: table -> part -> entry."""
-    cur.execute(sql.SQL('SELECT source_table, part, rows_copied, bytes_copied, copied_at::text, '
-                        'runner FROM {} WHERE source_id = %s AND source_table = ANY(%s)')
-                .format(_table(schema)), (source_id, list(source_tables)))
-    out: Dict[str, Dict[str, LedgerEntry]] = {}
-    for table, part, *rest in cur.fetchall():
-        out.setdefault(table, {})[part] = LedgerEntry(*rest)
-    return out
 
 
 def split_plan(cur, schema: str, source_id: str, source_table: str) -> Optional[List[str]]:
@@ -186,11 +199,53 @@ def split_plans(cur, schema: str, source_id: str,
 
 
 def record_split_plan(cur, schema: str, source_id: str, source_table: str,
-                      parts: Sequence[str], runner: str) -> None:
-    """Store a split plan. The caller holds the table's lock (``try_lock`` part '')."""
-    cur.execute(sql.SQL('INSERT INTO {} (source_id, source_table, parts, runner) '
-                        'VALUES (%s, %s, %s, %s)').format(_plan_table(schema)),
-                (source_id, source_table, list(parts), runner))
+                      parts: Sequence[str], runner: str, snapshot: Optional[str] = None) -> None:
+    """Store a split plan. The caller holds the table's lock (``lock`` part '')."""
+    cur.execute(sql.SQL('INSERT INTO {} (source_id, source_table, parts, runner, snapshot) '
+                        'VALUES (%s, %s, %s, %s, %s)').format(_plan_table(schema)),
+                (source_id, source_table, list(parts), runner, snapshot))
+
+
+def plan_snapshot(cur, schema: str, source_id: str, source_table: str,
+                  for_share: bool = False) -> Tuple[bool, Optional[str]]:
+    """(the table has a split plan, the snapshot its ctid parts are read under). With
+    ``for_share`` the plan row stays locked until the transaction ends: a restart of the
+    table (which updates it) waits for the part copies that read it."""
+    cur.execute(sql.SQL('SELECT snapshot FROM {} WHERE source_id = %s AND source_table = %s{}')
+                .format(_plan_table(schema), sql.SQL(' FOR SHARE' if for_share else '')),
+                (source_id, source_table))
+    rec = cur.fetchone()
+    return (True, rec[0]) if rec else (False, None)
+
+
+def set_plan_snapshot(cur, schema: str, source_id: str, source_table: str,
+                      snapshot: Optional[str], runner: str) -> None:
+    cur.execute(sql.SQL('UPDATE {} SET snapshot = %s, runner = %s, planned_at = now() '
+                        'WHERE source_id = %s AND source_table = %s').format(_plan_table(schema)),
+                (snapshot, runner, source_id, source_table))
+
+
+def done_parts(cur, schema: str, source_id: str, source_table: str) -> Dict[str, LedgerEntry]:
+    """Every ledger row of one table: part -> entry."""
+    cur.execute(sql.SQL('SELECT part, rows_copied, bytes_copied, copied_at::text, runner FROM {} '
+                        'WHERE source_id = %s AND source_table = %s').format(_table(schema)),
+                (source_id, source_table))
+    return {part: LedgerEntry(*rest) for part, *rest in cur.fetchall()}
+
+
+def done_counts(cur, schema: str, source_id: str,
+                source_tables: Sequence[str]) -> Dict[str, int]:
+    """Ledger rows per table (parts copied), for many tables in one query."""
+    cur.execute(sql.SQL('SELECT source_table, count(*) FROM {} WHERE source_id = %s '
+                        'AND source_table = ANY(%s) GROUP BY 1').format(_table(schema)),
+                (source_id, list(source_tables)))
+    return {t: int(n) for t, n in cur.fetchall()}
+
+
+def forget_parts(cur, schema: str, source_id: str, source_table: str) -> None:
+    """Remove the ledger rows of a table's parts, keeping its split plan (a restart)."""
+    cur.execute(sql.SQL('DELETE FROM {} WHERE source_id = %s AND source_table = %s')
+                .format(_table(schema)), (source_id, source_table))
 
 
 def forget_table(cur, schema: str, source_id: str, source_table: str) -> None:

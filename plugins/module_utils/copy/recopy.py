@@ -159,7 +159,7 @@ def recopy_one(src_conn, tgt_conn, item: RecopyItem, options: RunOptions, source
     tcur = tgt_conn.cursor()
     try:
         configure_target_transaction(tcur, task)
-        ledger.try_lock(tcur, source_id, row.source_table, '', wait=True)
+        ledger.lock(tcur, source_id, row.source_table)
         tcur.execute(item.delete_statement(options.target_schema))
         ledger.forget_table(tcur, schema, source_id, row.source_table)
         rows = copy_and_record(src_conn, tcur, task, mapping, (copy_out, copy_in), counter,

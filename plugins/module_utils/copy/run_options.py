@@ -15,7 +15,8 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.copy.runner i
 # the options a front passes through to RunOptions unchanged
 RUN_OPTION_NAMES = ('parallel', 'stop_on_error', 'retry_errors', 'start_date', 'end_date',
                     'table', 'source_schema', 'target_schema', 'ledger_schema', 'error_log',
-                    'source_id', 'split_threshold', 'split_parts', 'small_table_threshold')
+                    'source_id', 'split_threshold', 'split_parts', 'segment_size',
+                    'small_table_threshold')
 
 
 def run_options(values: Mapping[str, Any], option_style: str) -> RunOptions:

@@ -6,13 +6,14 @@ The CLI and the ``migrate_tables`` module are thin fronts over ``MigrationRun``.
 Only the main thread touches the manifest; worker threads each own one source and one
 target connection and copy one table (or one part of a table) at a time.
 
-Large tables: a source table bigger than ``split_threshold`` bytes is copied as
-``split_parts`` ctid ranges (default: ``parallel``), each its own job, target transaction and
-ledger row, spread over the workers like separate tables. The split plan is stored on the
-target before the first part is copied (see ``table_copy.plan_split``), so every runner and
-every re-run copies the same parts, each exactly once. The manifest row becomes migrated
-when every part is in the ledger, errored when a part failed (a re-run copies only the
-missing parts).
+Large tables: a source table bigger than ``split_threshold`` bytes is copied in segments of
+about ``segment_size`` bytes (``split_parts`` forces their number): key ranges when it has a
+usable key, else ctid ranges read under one shared snapshot (see ``split_plan``). Each segment
+is its own job, target transaction and ledger row, spread over the workers like separate
+tables. The split plan is stored on the target before the first segment is copied, so every
+runner and every re-run copies the same segments, each exactly once. The manifest row becomes
+migrated when every segment is in the ledger, errored when one failed (a re-run copies only
+the missing segments; a ctid-split table whose snapshot is gone starts again from scratch).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -27,6 +28,11 @@ from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
+
+try:
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - modules report the missing library
+    sql = None
 
 from ansible_collections.icds.citus_migration.plugins.module_utils.common import defaults
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy import ledger
@@ -52,12 +58,17 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.sele
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.source_stats import (
     table_estimates)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_copy import (
-    ByteCounter, CopyTask, copy_statements, diagnose, partitioned_tables, plan_split,
-    resolve, copy_table, source_blocks, split_ranges)
+    ByteCounter, CopyTask, SnapshotGone, copy_statements, diagnose, partitioned_tables, resolve,
+    copy_table)
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import is_key_part
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.split_plan import (
+    SplitPlan, describe_parts, new_parts, plan_split, segment_count)
 
 MAX_PARALLEL = 64
 MAX_SPLIT_PARTS = 1024
+MAX_RESTARTS = 3  # times a run takes a ctid-split table's snapshot again (see _restart)
 DEFAULT_SPLIT_THRESHOLD = defaults.SPLIT_THRESHOLD  # size texts: validate() parses them
+DEFAULT_SEGMENT_SIZE = defaults.SEGMENT_SIZE
 DEFAULT_SMALL_TABLE_THRESHOLD = defaults.SMALL_TABLE_THRESHOLD
 SMALL_TABLE_SETTINGS = (('citus.max_adaptive_executor_pool_size', '1'),)
 
@@ -104,7 +115,8 @@ class RunOptions:
     error_log: Optional[str] = None  # None: <manifest>.errors.jsonl; '': no log
     source_id: Optional[str] = None
     split_threshold: object = DEFAULT_SPLIT_THRESHOLD  # bytes, or a size text such as '1GB'
-    split_parts: Optional[int] = None  # None: parallel
+    split_parts: Optional[int] = None  # None: one segment per segment_size bytes
+    segment_size: object = DEFAULT_SEGMENT_SIZE  # bytes, or a size text such as '256MB'
     small_table_threshold: object = DEFAULT_SMALL_TABLE_THRESHOLD  # bytes or size text; 0: off
     # how errors name an option: 'cli' (--start-date) or 'module' (start_date)
     option_style: str = 'cli'
@@ -126,6 +138,11 @@ class RunOptions:
         self.split_threshold = parse_size(
             DEFAULT_SPLIT_THRESHOLD if self.split_threshold is None else self.split_threshold,
             self.label('split_threshold'))
+        self.segment_size = parse_size(
+            DEFAULT_SEGMENT_SIZE if self.segment_size is None else self.segment_size,
+            self.label('segment_size'))
+        if self.segment_size < 1:
+            raise SelectionError('%s must be at least 1 byte, got 0' % self.label('segment_size'))
         self.small_table_threshold = parse_size(
             DEFAULT_SMALL_TABLE_THRESHOLD if self.small_table_threshold is None
             else self.small_table_threshold, self.label('small_table_threshold'))
@@ -135,9 +152,9 @@ class RunOptions:
             raise SelectionError('%s must be a whole number from 1 to %d, got %r'
                                  % (self.label('split_parts'), MAX_SPLIT_PARTS, self.split_parts))
 
-    @property
-    def parts(self) -> int:
-        return self.split_parts or self.parallel
+    def segments_for(self, size: int) -> int:
+        """Segments a table of ``size`` bytes is split into (``split_parts`` forces it)."""
+        return segment_count(size, self.segment_size, self.split_parts)
 
 
 @dataclass
@@ -152,7 +169,9 @@ class TableResult:
     binary: Optional[bool] = None
     error: Optional[str] = None
     sqlstate: Optional[str] = None
-    parts: Optional[int] = None  # number of ctid parts when the table was copied in parts
+    parts: Optional[int] = None  # number of segments when the table was copied in segments
+    split: Optional[str] = None  # how: 'key id, 8 segments' or 'ctid, 4 parts under one snapshot'
+    segments_done: Optional[int] = None  # of those segments, how many are copied
 
     def as_dict(self) -> Dict[str, object]:
         return dict(self.__dict__)
@@ -349,16 +368,20 @@ class MigrationRun:
                 problems[row.id] = str(exc)
         return problems
 
-    def task_for(self, row: ManifestRow, part: str = '') -> CopyTask:
+    def task_for(self, row: ManifestRow, part: str = '', snapshot: Optional[str] = None) -> CopyTask:
         settings = small_table_settings(self.target_is_citus, self.estimates.get(row.id, (0, 0))[1],
                                         self.options.small_table_threshold, part)
         return CopyTask(row.source_table, row.target, self.options.source_schema,
-                        self.options.target_schema, part, settings)
+                        self.options.target_schema, part, snapshot if part else None, settings)
+
+    def segments(self, row: ManifestRow) -> int:
+        return self.options.segments_for(self.estimates.get(row.id, (0, 0))[1])
 
     def wants_split(self, row: ManifestRow) -> bool:
-        """Over the size threshold (bytes on disk of the source table) and more than one part."""
+        """Over the size threshold (bytes on disk of the source table) and more than one
+        segment."""
         size = self.estimates.get(row.id, (0, 0))[1]
-        return self.options.parts > 1 and size > self.options.split_threshold
+        return size > self.options.split_threshold and self.segments(row) > 1
 
     def dry_run(self) -> List[Dict[str, object]]:
         """What a real run would do per row, touching nothing (statements or the error).
@@ -374,6 +397,9 @@ class MigrationRun:
                     cur, self.options.ledger_schema)
                 stored = ledger.split_plans(cur, self.options.ledger_schema, self.source_id,
                                             [r.source_table for r in self.rows]) if has_plans else {}
+                segments_done = {t: set(ledger.done_parts(cur, self.options.ledger_schema,
+                                                          self.source_id, t)) & set(p)
+                                 for t, p in stored.items()}
             tgt.rollback()
             for row in self.rows:
                 task = self.task_for(row)
@@ -390,12 +416,13 @@ class MigrationRun:
                         item['already_copied'] = done is not None
                     parts = stored.get(row.source_table)
                     if parts is None and done is None and self.wants_split(row):
-                        parts = split_ranges(source_blocks(src, task.source_schema,
-                                                           task.source_table), self.options.parts)
+                        parts = new_parts(src, task, self.segments(row))
                     if parts:
                         outs = [copy_statements(self.task_for(row, p), mapping)[0].as_string(src)
                                 for p in parts]
                         item['parts'] = list(parts)
+                        item['split'] = describe_parts(parts)
+                        item['segments_done'] = len(segments_done.get(row.source_table, ()))
                         item['copy_out'] = '\n'.join(outs)
                     else:
                         item['copy_out'] = copy_statements(task, mapping,
@@ -409,29 +436,74 @@ class MigrationRun:
 
     # -- the run ---------------------------------------------------------------------
     def _plan_splits(self, groups: Dict[int, '_Group']) -> None:
-        """Give every table that is (or must be) copied in parts its stored parts."""
-        opts = self.options
+        """Give every table that is (or must be) copied in segments its stored segments."""
         if not self.rows:
             return
         with connection_pair(self.source, self.target) as (src, tgt):
             with tgt.cursor() as cur:
-                stored = ledger.split_plans(cur, opts.ledger_schema, self.source_id,
+                stored = ledger.split_plans(cur, self.options.ledger_schema, self.source_id,
                                             [r.source_table for r in self.rows])
             tgt.rollback()
             for row in self.rows:
-                parts = stored.get(row.source_table)
-                if parts is None and self.wants_split(row):
-                    parts = plan_split(src, tgt, self.task_for(row), self.source_id,
-                                       self.runner, opts.parts, opts.ledger_schema)
-                if parts:
-                    groups[row.id].set_parts(parts)
+                if row.source_table in stored or self.wants_split(row):
+                    # a ctid plan's snapshot is exported when the table starts (_take_snapshot):
+                    # held from now on, it would hold back VACUUM for tables queued late
+                    groups[row.id].adopt(self._plan(src, tgt, row, hold=False))
 
     def _adopt_plan(self, group: '_Group') -> List[str]:
         """A whole-table copy found a split plan stored by another runner: use it."""
         with connection_pair(self.source, self.target) as (src, tgt):
-            return plan_split(src, tgt, self.task_for(group.row), self.source_id,
-                              self.runner, self.options.parts,
-                              self.options.ledger_schema) or ['']
+            group.adopt(self._plan(src, tgt, group.row))
+        group.snapshot_ready = True
+        return group.parts
+
+    def _take_snapshot(self, group: '_Group') -> bool:
+        """Before the first part of a ctid-split table: its shared snapshot (a new one, or
+        the one another live runner keeps; the table starts again from scratch when parts
+        were copied under one that is gone). False when its lock stayed busy."""
+        with connection_pair(self.source, self.target) as (src, tgt):
+            plan = self._plan(src, tgt, group.row)
+        if plan is None:
+            return False
+        group.release()
+        group.snapshot, group.holder, group.snapshot_ready = plan.snapshot, plan.holder, True
+        return True
+
+    def _plan(self, src, tgt, row: ManifestRow, hold: bool = True) -> Optional[SplitPlan]:
+        """The stored (or a new) split plan of a table; with ``hold``, with its shared
+        snapshot if it is ctid-split."""
+        if not hold:
+            return plan_split(src, tgt, self.task_for(row), self.source_id, self.runner,
+                              self.segments(row), self.options.ledger_schema)
+
+        def connect_source():
+            return connect(self.source, 'source')
+
+        def connect_target():
+            return connect(self.target, 'target')
+
+        return plan_split(src, tgt, self.task_for(row), self.source_id, self.runner,
+                          self.segments(row), self.options.ledger_schema,
+                          connect_source=connect_source, connect_target=connect_target,
+                          restart_delete=lambda: self._restart_delete(src, row))
+
+    def _restart_delete(self, src, row: ManifestRow):
+        """The statement removing a table's rows on the target before it is copied again
+        from scratch: all of ONLY the target, or a drop-child child's slice of its parent."""
+        if row.target == row.source_table:
+            return sql.SQL('DELETE FROM ONLY {}.{}').format(
+                sql.Identifier(self.options.target_schema), sql.Identifier(row.target))
+        from ansible_collections.icds.citus_migration.plugins.module_utils.copy.recopy import (
+            slice_predicates)  # recopy imports this module
+        predicate = slice_predicates(src, self.options.source_schema,
+                                     [row.source_table])[row.source_table]
+        if not predicate:
+            raise MigrationError('cannot copy %s again from scratch: it has no CHECK constraint '
+                                 'telling its rows in %s apart' % (row.source_table, row.target))
+        # the predicate is a CHECK expression from the source catalog, as in recopy
+        return sql.SQL('DELETE FROM {}.{} WHERE {}').format(
+            sql.Identifier(self.options.target_schema), sql.Identifier(row.target),
+            sql.SQL(predicate))
 
     def run(self, confirm: Optional[Callable[[ManifestRow], bool]] = None) -> RunReport:
         if self.manifest is None:
@@ -472,6 +544,9 @@ class MigrationRun:
                             report.results.append(TableResult(
                                 group.row.id, group.row.source_table, group.row.target, 'skipped'))
                             continue
+                        if group.needs_snapshot() and not self._take_snapshot(group):
+                            deferred.append(job)
+                            continue
                         group.started = True
                         group.t0 = (time.monotonic(), utc_now())
                         starting.append(group)
@@ -482,14 +557,18 @@ class MigrationRun:
                     worker.counter = ByteCounter()
                     self.events.job_started(worker.index, group.row, job.part,
                                             self._job_estimate(group), worker.counter)
-                    fut = pool.submit(worker.copy, self.task_for(group.row, job.part), wait_lock,
-                                      self.resolved.get(group.row.id))
+                    fut = pool.submit(worker.copy,
+                                      self.task_for(group.row, job.part, group.snapshot),
+                                      wait_lock, self.resolved.get(group.row.id))
                     in_flight[fut] = (job, worker)
                 # queued for the writer thread, after the jobs are handed out: the workers
                 # never wait for a manifest commit (an fsync each)
                 self._writer.check()
                 for group in starting:
                     self._writer.mark_running(group.row.id, self.runner)
+                    if group.parts != ['']:
+                        self._writer.mark_segments(group.row.id, group.segments_done,
+                                                   len(group.parts))
                     if not group.announced:
                         group.announced = True
                         self.events.table_started(group.row)
@@ -542,6 +621,8 @@ class MigrationRun:
             pool.shutdown(wait=True)
             for worker in workers:
                 worker.reset()
+            for group in groups.values():
+                group.release()
             self._close_writer(raise_errors=completed)
             report.stopped_early = stopping and bool(pending or deferred)
             report.elapsed_s = time.monotonic() - started
@@ -582,8 +663,18 @@ class MigrationRun:
                 deferred: deque) -> bool:
         """Account one finished job; True when its table is complete (every part settled)."""
         group = job.group
+        if job.generation != group.generation:  # of an attempt the table started again from
+            return group.left == 0 and group.in_flight == 0
         try:
             outcome = fut.result()
+        except SnapshotGone as exc:
+            if group.restarts < MAX_RESTARTS and self._restart(group, pending, deferred):
+                return False
+            self._log_error(group.row, self.task_for(group.row, job.part), exc, error_log)
+            group.error = group.error or exc
+            group.left -= 1
+            group.failed += 1
+            return group.left == 0 and group.in_flight == 0
         except MigrationError as exc:
             self._log_error(group.row, self.task_for(group.row, job.part), exc, error_log)
             group.error = group.error or exc
@@ -605,12 +696,14 @@ class MigrationRun:
         if outcome.status == 'split':
             parts = self._adopt_plan(group)
             if parts != ['']:
-                group.set_parts(parts)
-                pending.extendleft(reversed([_Job(group, p) for p in parts]))
+                pending.extendleft(reversed([_Job(group, p, group.generation) for p in parts]))
             else:
                 deferred.append(job)
             return False
         group.left -= 1
+        if group.parts != ['']:
+            group.segments_done += 1
+            self._writer.mark_segments(group.row.id, group.segments_done, len(group.parts))
         group.rows += outcome.rows or 0
         group.nbytes += outcome.nbytes or 0
         group.binary = outcome.binary if outcome.binary is not None else group.binary
@@ -622,11 +715,36 @@ class MigrationRun:
             group.duration = outcome.duration_s
         return group.left == 0 and group.in_flight == 0
 
+    def _restart(self, group: '_Group', pending: deque, deferred: deque) -> bool:
+        """A part found the table's shared snapshot gone (the runner keeping it ended): take
+        the table's snapshot again (a new one, starting the table again from scratch, or a
+        live runner's) and queue every part again; results of the jobs already handed out
+        no longer count. False when the table's lock stayed busy."""
+        group.restarts += 1
+        group.release()  # ours, if it was ours: its lock must be free for the new one
+        with connection_pair(self.source, self.target) as (src, tgt):
+            plan = self._plan(src, tgt, group.row)
+        if plan is None:
+            return False
+        group.snapshot, group.holder, group.snapshot_ready = plan.snapshot, plan.holder, True
+        group.generation += 1
+        group.left = len(group.parts)
+        group.segments_done = group.rows = group.nbytes = group.failed = 0
+        group.copied = False
+        for queue in (pending, deferred):
+            keep = [j for j in queue if j.group is not group]
+            queue.clear()
+            queue.extend(keep)
+        pending.extendleft(reversed([_Job(group, p, group.generation) for p in group.parts]))
+        return True
+
     def _finish(self, group: '_Group', incomplete: bool = False) -> TableResult:
         """Record a table whose jobs are all settled (or abandoned) in the manifest."""
         group.finished = True
+        group.release()
         row = group.row
         nparts = len(group.parts) if group.parts != [''] else None
+        split = describe_parts(group.parts) if nparts else None
         if group.error is not None:
             exc = group.error
             message = str(exc)
@@ -636,18 +754,21 @@ class MigrationRun:
             sqlstate = getattr(exc, 'sqlstate', None)
             self._writer.mark_errored(row.id, message, sqlstate)
             return TableResult(row.id, row.source_table, row.target, 'errored', error=message,
-                               sqlstate=sqlstate, parts=nparts)
+                               sqlstate=sqlstate, parts=nparts, split=split,
+                               segments_done=group.segments_done if nparts else None)
         if incomplete:
             self._writer.mark_pending(row.id)
             return TableResult(row.id, row.source_table, row.target, 'interrupted',
-                               parts=nparts)
+                               parts=nparts, split=split,
+                               segments_done=group.segments_done if nparts else None)
         duration = group.duration if group.duration is not None else \
             time.monotonic() - group.t0[0]
         status = 'copied' if group.copied else 'already_copied'
         self._writer.mark_migrated(row.id, group.rows, group.nbytes, group.t0[1], utc_now(),
                                    duration, self.runner if group.copied else group.copied_by)
         return TableResult(row.id, row.source_table, row.target, status, group.rows,
-                           group.nbytes, duration, group.binary, parts=nparts)
+                           group.nbytes, duration, group.binary, parts=nparts, split=split,
+                           segments_done=group.segments_done if nparts else None)
 
     def _log_error(self, row: ManifestRow, task: CopyTask, exc: MigrationError,
                    error_log: str) -> None:
@@ -693,6 +814,12 @@ class _Group:
     copied_by: Optional[str] = None
     duration: Optional[float] = None
     error: Optional[MigrationError] = None
+    segments_done: int = 0  # segments settled as copied (by any runner)
+    snapshot: Optional[str] = None  # the shared source snapshot of its ctid parts
+    holder: Optional[object] = None  # split_plan.SharedSnapshot kept by this runner
+    snapshot_ready: bool = False  # snapshot (and holder) taken for this run
+    generation: int = 0  # attempts started again after the shared snapshot was gone
+    restarts: int = 0
 
     def __post_init__(self) -> None:
         self.left = len(self.parts)
@@ -701,8 +828,29 @@ class _Group:
         self.parts = list(parts)
         self.left = len(self.parts)
 
+    def adopt(self, plan: Optional[SplitPlan]) -> None:
+        """Copy in the plan's segments (or whole when there is no plan)."""
+        self.release()
+        if plan is None:
+            self.set_parts([''])
+            return
+        self.set_parts(plan.parts)
+        self.segments_done = 0
+        self.snapshot = plan.snapshot
+        self.holder = plan.holder
+
+    def needs_snapshot(self) -> bool:
+        return not self.snapshot_ready and self.parts != [''] and not is_key_part(self.parts[0])
+
+    def release(self) -> None:
+        """Let go of the table's shared snapshot (its parts are all settled)."""
+        if self.holder is not None:
+            self.holder.close()
+            self.holder = None
+
 
 @dataclass(eq=False)
 class _Job:
     group: _Group
     part: str = ''
+    generation: int = 0  # the group's attempt it belongs to (see MigrationRun._restart)

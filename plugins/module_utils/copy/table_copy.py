@@ -7,11 +7,15 @@ COPY: no shell, no temporary file, no rewriting of the data. The target transact
 the table's advisory lock, the data and the ledger row; it commits only when the source
 COPY finished cleanly and both sides agree on the row count.
 
-A part of a large table (``CopyTask.part``, see ``split_ranges``) is a ctid block range
+A part of a large table (``CopyTask.part``) is a key range (``key:[...]``, see
+key_ranges) copied with ``COPY (SELECT ... FROM ONLY t WHERE <range>) TO STDOUT``, or a
+ctid block range (see ``split_ranges``)
 ``ctid:(a,0)-(b,0)``, copied with ``COPY (SELECT ... FROM ONLY t WHERE ctid >= '(a,0)' AND
 ctid < '(b,0)') TO STDOUT``; PostgreSQL 14+ runs that as a TID range scan that reads only
 those blocks. The last range is open-ended (``ctid:(a,0)-``) so rows in blocks added after
-planning are still copied.
+planning are still copied. Every ctid part of a table is read under one exported source
+snapshot (``CopyTask.snapshot``): an UPDATE moves a row to another block, so parts read at
+different times would read it twice or not at all.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -32,6 +36,8 @@ except ImportError:  # pragma: no cover - modules report the missing library
     sql = None
 
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy import ledger
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import (
+    KeyRange, is_key_part)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.columns import (
     ColumnMapping, match_columns, read_columns)
 from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import MigrationError
@@ -65,6 +71,8 @@ class CopyTask:
     source_schema: str = 'public'
     target_schema: str = 'public'
     part: str = ''
+    # the exported source snapshot every ctid part of the table is read under (None: none)
+    snapshot: Optional[str] = None
     # extra settings for the target transaction only (SET LOCAL), e.g. Citus connection use
     target_settings: Tuple[Tuple[str, str], ...] = ()
 
@@ -123,6 +131,17 @@ def part_range(part: str) -> Tuple[int, Optional[int]]:
     return int(match.group(1)), (int(match.group(2)) if match.group(2) is not None else None)
 
 
+def part_predicate(part: str) -> 'sql.Composable':
+    """The WHERE condition of a part: a key range, or a ctid block range."""
+    if is_key_part(part):
+        return KeyRange.decode(part).predicate()
+    first, end = part_range(part)
+    where = sql.SQL('ctid >= {}::tid').format(sql.Literal('(%d,0)' % first))
+    if end is not None:
+        where = sql.SQL('{} AND ctid < {}::tid').format(where, sql.Literal('(%d,0)' % end))
+    return where
+
+
 def copy_statements(task: CopyTask, mapping: ColumnMapping, partitioned: bool = False):
     """(COPY TO on the source, COPY FROM on the target). A partitioned source table holds no
     rows itself (its partitions are copied as their own manifest rows): ``partitioned``
@@ -133,10 +152,7 @@ def copy_statements(task: CopyTask, mapping: ColumnMapping, partitioned: bool = 
         out = sql.SQL('COPY (SELECT {} FROM ONLY {}.{}) TO STDOUT {}').format(
             cols, sql.Identifier(task.source_schema), sql.Identifier(task.source_table), fmt)
     elif task.part:
-        first, end = part_range(task.part)
-        where = sql.SQL('ctid >= {}::tid').format(sql.Literal('(%d,0)' % first))
-        if end is not None:
-            where = sql.SQL('{} AND ctid < {}::tid').format(where, sql.Literal('(%d,0)' % end))
+        where = part_predicate(task.part)
         out = sql.SQL('COPY (SELECT {} FROM ONLY {}.{} WHERE {}) TO STDOUT {}').format(
             cols, sql.Identifier(task.source_schema), sql.Identifier(task.source_table),
             where, fmt)
@@ -190,10 +206,6 @@ def partitioned_tables(cur, schema: str, tables: List[str]) -> set:
     return {r[0] for r in cur.fetchall()}
 
 
-def resolve_mapping(src_conn, tgt_conn, task: CopyTask) -> ColumnMapping:
-    return resolve(src_conn, tgt_conn, task)[0]
-
-
 def resolve(src_conn, tgt_conn, task: CopyTask) -> Tuple[ColumnMapping, bool]:
     """Column mapping of the task, and whether the source table is partitioned."""
     with src_conn.cursor() as scur, tgt_conn.cursor() as tcur:
@@ -223,7 +235,9 @@ def copy_table(src_conn, tgt_conn, task: CopyTask, source_id: str, runner: str,
     tcur = tgt_conn.cursor()
     try:
         configure_target_transaction(tcur, task)
-        if not ledger.try_lock(tcur, source_id, task.source_table, task.part, wait=wait_for_lock):
+        if wait_for_lock:
+            ledger.lock(tcur, source_id, task.source_table, task.part)
+        elif not ledger.try_lock(tcur, source_id, task.source_table, task.part):
             tgt_conn.rollback()
             return CopyOutcome('busy')
         done = ledger.lookup(tcur, ledger_schema, source_id, task.source_table, task.part)
@@ -235,6 +249,11 @@ def copy_table(src_conn, tgt_conn, task: CopyTask, source_id: str, runner: str,
                                                task.source_table) is not None:
             tgt_conn.rollback()
             return CopyOutcome('split')
+        if task.snapshot is not None:
+            read_under_shared_snapshot(src_conn, tcur, task, source_id, ledger_schema)
+        elif task.part and not is_key_part(task.part):
+            raise CopyFailed('%s: a ctid part is only read under the snapshot its table\'s '
+                             'parts share, and this one has none' % task.source_table)
         rows = copy_and_record(src_conn, tcur, task, mapping, (copy_out, copy_in), counter,
                                ledger_schema, source_id, runner)
         _fault('before_target_commit')
@@ -245,6 +264,38 @@ def copy_table(src_conn, tgt_conn, task: CopyTask, source_id: str, runner: str,
         tcur.close()
     _fault('after_target_commit')
     return CopyOutcome('copied', rows, counter.value, time.monotonic() - started, mapping.binary)
+
+
+class SnapshotGone(CopyFailed):
+    """The source snapshot a table's ctid parts share can no longer be imported."""
+
+
+def read_under_shared_snapshot(src_conn, tcur, task: CopyTask, source_id: str,
+                               ledger_schema: str) -> None:
+    """Start the source transaction of a ctid part under the table's shared snapshot.
+
+    The plan row is read FOR SHARE in the target transaction: a restart of the table
+    (a new snapshot, see split_plan) waits until this part is committed or rolled back,
+    and a part planned under an older snapshot is refused, so parts read under
+    different snapshots never end up together on the target."""
+    dummy, current = ledger.plan_snapshot(tcur, ledger_schema, source_id, task.source_table,
+                                          for_share=True)
+    if current != task.snapshot:
+        raise SnapshotGone('%s: the table was restarted under another source snapshot; '
+                           'run again to copy it' % task.source_table)
+    src_conn.rollback()
+    with src_conn.cursor() as scur:
+        try:
+            scur.execute('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ')
+            scur.execute('SET TRANSACTION SNAPSHOT %s', (task.snapshot,))
+        except Exception as exc:
+            src_conn.rollback()
+            if getattr(exc, 'pgcode', None) in ('22023', '0A000', '25001'):
+                raise SnapshotGone(
+                    '%s: the source snapshot its parts share is gone (the runner that held '
+                    'it ended); run again to copy the table from scratch under a new one'
+                    % task.source_table, getattr(exc, 'pgcode', None), side='source')
+            raise diagnose(exc, 'source')
 
 
 def configure_target_transaction(tcur, task: CopyTask) -> None:
@@ -367,42 +418,3 @@ def source_blocks(src_conn, schema: str, table: str) -> int:
         blocks = int(cur.fetchone()[0])
     src_conn.rollback()
     return blocks
-
-
-def plan_split(src_conn, tgt_conn, task: CopyTask, source_id: str, runner: str, parts: int,
-               ledger_schema: str = ledger.DEFAULT_LEDGER_SCHEMA,
-               lock_timeout_ms: int = 10000) -> Optional[List[str]]:
-    """The parts a large table is copied in: the stored plan if there is one, else a new
-    plan of ``parts`` ctid ranges stored now (first planner wins).
-
-    Returns None when the table must be copied whole: it was already copied whole, or
-    another runner holds its lock (copying it whole) beyond ``lock_timeout_ms``.
-    Commits the target transaction.
-    """
-    tcur = tgt_conn.cursor()
-    try:
-        tcur.execute('SET LOCAL lock_timeout = %s', ('%dms' % lock_timeout_ms,))
-        try:
-            ledger.try_lock(tcur, source_id, task.source_table, '', wait=True)
-        except Exception as exc:
-            if getattr(exc, 'pgcode', None) == '55P03':  # lock_not_available
-                tgt_conn.rollback()
-                return None
-            raise
-        stored = ledger.split_plan(tcur, ledger_schema, source_id, task.source_table)
-        if stored is not None:
-            tgt_conn.rollback()
-            return stored
-        if ledger.lookup(tcur, ledger_schema, source_id, task.source_table, '') is not None:
-            tgt_conn.rollback()
-            return None
-        ranges = split_ranges(source_blocks(src_conn, task.source_schema, task.source_table),
-                              parts)
-        ledger.record_split_plan(tcur, ledger_schema, source_id, task.source_table, ranges,
-                                 runner)
-        tgt_conn.commit()
-        return ranges
-    except BaseException as exc:
-        raise abort_target(tgt_conn, exc)
-    finally:
-        tcur.close()

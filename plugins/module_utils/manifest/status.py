@@ -116,6 +116,8 @@ def list_rows(rows: List[ManifestRow],
     cells = []
     for r in rows:
         migrated = 'running' if r.status_word() == 'running' else _flag(r.migrated)
+        if not r.migrated and r.segments_total:  # a split table in progress
+            migrated += ' %d/%d segments' % (r.segments_done or 0, r.segments_total)
         line = [r.source_table, r.date or '', migrated, _flag(r.errored and not r.migrated),
                 r.target]
         if sizes is not None:

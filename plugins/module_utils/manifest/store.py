@@ -57,8 +57,12 @@ CREATE TABLE IF NOT EXISTS table_facts (
     attempts integer NOT NULL DEFAULT 0,
     last_error text,
     last_sqlstate text,
-    copied_by text
+    copied_by text,
+    segments_done integer,
+    segments_total integer
 )"""
+# columns added to table_facts after its first version: (name, type), added in place
+FACTS_ADDED = (('segments_done', 'integer'), ('segments_total', 'integer'))
 
 META_SCHEMA = """
 CREATE TABLE IF NOT EXISTS manifest_meta (
@@ -94,6 +98,8 @@ class ManifestRow:
     last_error: Optional[str] = None
     last_sqlstate: Optional[str] = None
     copied_by: Optional[str] = None
+    segments_done: Optional[int] = None  # of a table copied in segments: how many are copied
+    segments_total: Optional[int] = None
     extra: Dict[str, object] = field(default_factory=dict)
 
     @property
@@ -109,7 +115,8 @@ class ManifestRow:
             'bytes_copied': self.bytes_copied, 'started_at': self.started_at,
             'finished_at': self.finished_at, 'duration_s': self.duration_s,
             'attempts': self.attempts, 'last_error': self.last_error,
-            'last_sqlstate': self.last_sqlstate,
+            'last_sqlstate': self.last_sqlstate, 'segments_done': self.segments_done,
+            'segments_total': self.segments_total,
         }
 
     def status_word(self) -> str:
@@ -125,7 +132,8 @@ class ManifestRow:
 _SELECT_ROWS = """
 SELECT t.id, t.source_table, t.date, t.target_table, t.migrated, t.errored,
        f.state, f.runner, f.rows_copied, f.bytes_copied, f.started_at, f.finished_at,
-       f.duration_s, COALESCE(f.attempts, 0), f.last_error, f.last_sqlstate, f.copied_by
+       f.duration_s, COALESCE(f.attempts, 0), f.last_error, f.last_sqlstate, f.copied_by,
+       {segments}
 FROM tables t LEFT JOIN table_facts f ON f.table_id = t.id
 """
 
@@ -133,7 +141,7 @@ FROM tables t LEFT JOIN table_facts f ON f.table_id = t.id
 # A manifest opened read-only may predate the side table: same columns, no facts.
 _SELECT_ROWS_OLD = """
 SELECT t.id, t.source_table, t.date, t.target_table, t.migrated, t.errored,
-       NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL
 FROM tables t
 """
 
@@ -241,6 +249,10 @@ class Manifest:
         """Add the side tables if missing. Never touches the rows of ``tables``."""
         with self._write():
             self._conn.execute(FACTS_SCHEMA)
+            have = {r[1] for r in self._conn.execute('PRAGMA table_info(table_facts)')}
+            for name, kind in FACTS_ADDED:
+                if name not in have:
+                    self._conn.execute('ALTER TABLE table_facts ADD COLUMN %s %s' % (name, kind))
             self._conn.execute(META_SCHEMA)
             self._conn.execute("INSERT OR IGNORE INTO manifest_meta (key, value) "
                                "VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
@@ -303,6 +315,11 @@ class Manifest:
             self._facts(table_id, state='errored', last_error=message, last_sqlstate=sqlstate,
                         finished_at=finished_at or utc_now(), runner=None)
 
+    def mark_segments(self, table_id: int, done: int, total: int) -> None:
+        """How many of a split table's segments are copied (for ``status list``)."""
+        with self._write():
+            self._facts(table_id, segments_done=done, segments_total=total)
+
     def mark_pending(self, table_id: int) -> None:
         """Undo 'running' for a table this runner did not get to copy (busy elsewhere)."""
         with self._write():
@@ -312,7 +329,12 @@ class Manifest:
     def _select(self) -> str:
         has_facts = self._conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
                                        "AND name = 'table_facts'").fetchone()
-        return _SELECT_ROWS if has_facts else _SELECT_ROWS_OLD
+        if not has_facts:
+            return _SELECT_ROWS_OLD
+        # a manifest opened read-only may have the side table without the later columns
+        have = {r[1] for r in self._conn.execute('PRAGMA table_info(table_facts)')}
+        return _SELECT_ROWS.format(segments=', '.join(
+            'f.%s' % name if name in have else 'NULL' for name, dummy in FACTS_ADDED))
 
     def rows(self) -> List[ManifestRow]:
         try:

@@ -60,6 +60,9 @@ class ManifestWriter:
     def mark_errored(self, *args: Any) -> None:
         self._put('mark_errored', args)
 
+    def mark_segments(self, *args: Any) -> None:
+        self._put('mark_segments', args)
+
     def mark_pending(self, *args: Any) -> None:
         self._put('mark_pending', args)
 
