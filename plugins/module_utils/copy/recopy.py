@@ -31,6 +31,8 @@ except ImportError:  # pragma: no cover - modules report the missing library
 
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate import compare
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy import ledger
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.range_repair import (
+    ensure_repair_log)
 from ansible_collections.icds.citus_migration.plugins.module_utils.schema.citus_catalog import (
     citus_version)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.columns import (
@@ -131,21 +133,6 @@ def plan_recopy(src_conn, tgt_conn, rows: Sequence[ManifestRow],
     return sorted(items, key=lambda item: order[item.row.id])
 
 
-def drifted_rows(src_conn, tgt_conn, all_rows: Sequence[ManifestRow], options: RunOptions
-                 ) -> List[ManifestRow]:
-    """Migrated rows whose target rows differ from the source (count or checksum)."""
-    migrated = [r for r in all_rows if r.migrated]
-    results = compare.compare_manifest(src_conn, tgt_conn, migrated, checksums=True,
-                                       schema_source=options.source_schema,
-                                       schema_target=options.target_schema,
-                                       family_rows=list(all_rows))
-    names = set()
-    for res in results:
-        if not res.match:
-            names.update(res.members if res.kind == 'group' else [res.source_table])
-    return [r for r in migrated if r.source_table in names]
-
-
 def recopy_one(src_conn, tgt_conn, item: RecopyItem, options: RunOptions, source_id: str,
                runner: str, counter: Optional[ByteCounter] = None) -> TableResult:
     """Replace one row's target rows in one target transaction (rolled back on failure)."""
@@ -193,6 +180,9 @@ class RecopyRun:
         self.runner = runner_label()
         self.manifest: Optional[Manifest] = None
         self.items: List[RecopyItem] = []
+        self.catchup_items: list = []  # drifted: every other migrated row (copy.catchup)
+        self.catchup_results: list = []
+        self.on_result = None  # callback for each catch-up result (progress display)
         self.source_id = ''
 
     def prepare(self, readonly: bool = False) -> List[RecopyItem]:
@@ -209,12 +199,14 @@ class RecopyRun:
         rows = select_named(all_rows, self.tables, self.options.label('recopy')) if self.tables else []
         with connection_pair(self.source, self.target) as (src, tgt):
             self.source_id = self.options.source_id or source_identity(src, self.source)
+            self.items = plan_recopy(src, tgt, rows, all_rows, self.options) if rows else []
             if self.drifted:
                 seen = {r.id for r in rows}
-                rows += [r for r in drifted_rows(src, tgt, all_rows, self.options)
-                         if r.id not in seen]
-                rows.sort(key=lambda r: r.id)
-            self.items = plan_recopy(src, tgt, rows, all_rows, self.options) if rows else []
+                rest = [r for r in all_rows if r.migrated and r.id not in seen]
+                planned = plan_recopy(src, tgt, rest, all_rows, self.options) if rest else []
+                from ansible_collections.icds.citus_migration.plugins.module_utils.copy import (
+                    catchup)  # here: catchup builds on this module
+                self.catchup_items = catchup.plan_catchup(src, tgt, planned, self.options)
             self._small_tables_on_citus(src, tgt)
             problems = [i.error for i in self.items if i.error]
             if problems and self.options.stop_on_error and not readonly:
@@ -223,20 +215,37 @@ class RecopyRun:
                                                       '; '.join(problems[:5])))
             if self.items and not readonly:
                 ledger.ensure_ledger(tgt, self.options.ledger_schema)
+            if self.catchup_items and not readonly:
+                ensure_repair_log(tgt, self.options.ledger_schema)
         return self.items
 
     def _small_tables_on_citus(self, src, tgt) -> None:
         """Give each item the settings its copy by ``migrate`` would get."""
-        on_citus = bool(self.items) and citus_version(tgt) is not None
+        items = self.items + [c.recopy for c in self.catchup_items]
+        on_citus = bool(items) and citus_version(tgt) is not None
         tgt.rollback()
         if not on_citus:
             return
-        sizes = table_estimates(src, [i.row.source_table for i in self.items],
+        sizes = table_estimates(src, [i.row.source_table for i in items],
                                 self.options.source_schema)
-        for item in self.items:
+        for item in items:
             item.target_settings = small_table_settings(
                 True, sizes.get(item.row.source_table, (0, 0))[1],
                 self.options.small_table_threshold)
+
+    def catch_up(self, dry_run: bool = False) -> list:
+        """Compare every other migrated row segment by segment and repair what differs
+        (``dry_run``: compare and report only). Results in manifest order."""
+        if not self.catchup_items:
+            return []
+        from ansible_collections.icds.citus_migration.plugins.module_utils.copy import (
+            catchup)  # here: catchup builds on this module
+        worker = catchup.Catchup(self.source, self.target, self.options, self.source_id,
+                                 self.runner, dry_run, self.on_result)
+        with connection_pair(self.source, self.target) as (src, tgt):
+            catchup.prepare_catchup(worker, src, tgt, self.catchup_items, dry_run)
+        self.catchup_results = worker.run(self.catchup_items)
+        return self.catchup_results
 
     def dry_run(self) -> List[Dict[str, object]]:
         """The statements each re-copy would run, in its one target transaction."""

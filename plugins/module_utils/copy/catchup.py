@@ -1,0 +1,299 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Drift catch-up in proportion to the change (``migrate --recopy-drifted``, the
+``migrate_tables`` module's ``recopy_drifted``, ``compare_tables`` with ``segments``).
+
+For every migrated manifest row: compare its rows segment by segment
+(``validate.segment_checksum``), narrow the differing segments to rows, and replace only
+those rows on the target (``copy.range_repair``). A table without a usable key is compared
+as a whole and, only when it differs, re-copied whole (``recopy.recopy_one``). A dry run
+compares and reports without writing anything.
+
+Tables are handled ``parallel`` at once; each worker owns one source and one target
+connection (plus the comparison's second thread on the source). The manifest is not changed:
+the rows stay migrated.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
+
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import (
+    MigrationError)
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import (
+    ConnParams, connect)
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy import ledger
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.columns import read_columns_many
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import usable_key
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.range_repair import (
+    RepairOutcome, repair)
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.recopy import (
+    RecopyItem, recopy_one)
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.runner import RunOptions
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_copy import (
+    ByteCounter, CopyFailed, resolve)
+from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import ManifestRow
+from ansible_collections.icds.citus_migration.plugins.module_utils.validate import compare
+from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
+    Comparer, Scope, Side, TableDrift, planned_bounds, stored_bounds)
+
+TEXT_KEY_TYPES = ('text', 'varchar', 'bpchar')
+
+
+@dataclass
+class CatchupResult:
+    """One manifest row's catch-up (or, in a dry run, its drift)."""
+
+    id: int
+    source_table: str
+    target_table: str
+    kind: str
+    status: str  # equal | drifted (dry run) | repaired | recopied | errored | skipped
+    key: Optional[str] = None  # None: no usable key, compared as a whole
+    segments: int = 0
+    differing_segments: int = 0
+    ranges_differing: int = 0
+    rows_to_repair: int = 0  # changed + missing + extra rows found (keyless: all source rows)
+    rows_deleted: int = 0
+    rows_copied: int = 0
+    transactions: int = 0
+    source_rows: Optional[int] = None
+    target_rows: Optional[int] = None
+    seconds: float = 0.0
+    error: Optional[str] = None
+    sqlstate: Optional[str] = None
+    ranges: List[str] = field(default_factory=list)  # the differing ranges (first 20)
+
+    @property
+    def rows_repaired(self) -> int:
+        return self.rows_copied + self.rows_deleted
+
+    def as_dict(self) -> Dict[str, object]:
+        out = dict(self.__dict__)
+        out['rows_repaired'] = self.rows_repaired
+        out['match'] = self.status == 'equal'
+        return out
+
+
+@dataclass
+class CatchupItem:
+    recopy: RecopyItem
+    scope: Optional[Scope] = None
+    skip: Optional[str] = None  # why nothing is compared (a partitioned source: no own rows)
+
+
+def same_collation(src_conn, tgt_conn) -> bool:
+    """Do both databases sort text alike (so key ranges hold the same rows on both)?"""
+    values = []
+    for conn in (src_conn, tgt_conn):
+        with conn.cursor() as cur:
+            cur.execute('SELECT datcollate, datctype FROM pg_catalog.pg_database '
+                        'WHERE datname = current_database()')
+            values.append(cur.fetchone())
+        conn.rollback()
+    return values[0] == values[1]
+
+
+def plan_catchup(src_conn, tgt_conn, items: Sequence[RecopyItem], options: RunOptions
+                 ) -> List[CatchupItem]:
+    """Each re-copy item's scope: its compared columns and usable key (from the source)."""
+    names = [i.row.source_table for i in items]
+    with src_conn.cursor() as cur:
+        src_cols = read_columns_many(cur, options.source_schema, names)
+    src_conn.rollback()
+    with tgt_conn.cursor() as cur:
+        tgt_cols = read_columns_many(cur, options.target_schema, [i.row.target for i in items])
+    tgt_conn.rollback()
+    text_keys_ok = same_collation(src_conn, tgt_conn)
+    out = []
+    with src_conn.cursor() as cur:
+        for item in items:
+            row = item.row
+            if item.error:
+                out.append(CatchupItem(item))
+                continue
+            scols, tcols = src_cols.get(row.source_table), tgt_cols.get(row.target)
+            if scols is None or tcols is None:
+                item.error = ("source table '%s' does not exist" % row.source_table if scols is None
+                              else "target table '%s' does not exist" % row.target)
+                out.append(CatchupItem(item))
+                continue
+            if scols[0].relkind == 'p':
+                out.append(CatchupItem(item, skip='partitioned on the source: its partitions '
+                                                  'hold its rows and are compared as their own rows'))
+                continue
+            columns = compare._common_columns([scols], tcols)
+            key = usable_key(cur, options.source_schema, row.source_table)
+            if key is not None and (key[0] not in columns or
+                                    (key[1] in TEXT_KEY_TYPES and not text_keys_ok)):
+                key = None
+            scope = Scope(row.source_table, row.target, item.kind, item.only, item.predicate,
+                          columns, key[0] if key else None, key[1] if key else None)
+            out.append(CatchupItem(item, scope))
+    src_conn.rollback()
+    return out
+
+
+class _Conns(threading.local):
+    src = None
+    tgt = None
+    src2 = None
+
+
+class Catchup:
+    """Compare and repair planned items; ``run`` returns one CatchupResult per item."""
+
+    def __init__(self, source: ConnParams, target: ConnParams, options: RunOptions,
+                 source_id: str, runner: str, dry_run: bool = False,
+                 on_result: Optional[Callable[[CatchupResult], None]] = None):
+        self.source, self.target = source, target
+        self.options = options
+        self.source_id = source_id
+        self.runner = runner
+        self.dry_run = dry_run
+        self.on_result = on_result
+        self._local = _Conns()
+        self._all: List[object] = []
+        self._lock = threading.Lock()
+        self.estimates: Dict[str, tuple] = {}
+        self.plans: Dict[str, List[str]] = {}
+        self.target_citus = False
+
+    def run(self, items: Sequence[CatchupItem]) -> List[CatchupResult]:
+        results: List[Optional[CatchupResult]] = [None] * len(items)
+        workers = max(1, min(self.options.parallel, len(items) or 1))
+        try:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                futures = {pool.submit(self.one, item): i for i, item in enumerate(items)}
+                for fut, i in futures.items():
+                    results[i] = fut.result()
+        finally:
+            for conn in self._all:
+                if not conn.closed:
+                    conn.close()
+        return [r for r in results if r is not None]
+
+    def _connections(self):
+        local = self._local
+        for attr, params, label, readonly in (('src', self.source, 'source', True),
+                                              ('src2', self.source, 'source', True),
+                                              ('tgt', self.target, 'target', False)):
+            conn = getattr(local, attr)
+            if conn is None or conn.closed:
+                conn = connect(params, label)
+                if readonly:
+                    conn.set_session(readonly=True)
+                setattr(local, attr, conn)
+                with self._lock:
+                    self._all.append(conn)
+        return local.src, local.src2, local.tgt
+
+    def _drop_connections(self) -> None:
+        for attr in ('src', 'src2', 'tgt'):
+            conn = getattr(self._local, attr)
+            if conn is not None and not conn.closed:
+                conn.close()
+            setattr(self._local, attr, None)
+
+    def one(self, item: CatchupItem) -> CatchupResult:
+        row = item.recopy.row
+        result = CatchupResult(row.id, row.source_table, row.target, item.recopy.kind, 'equal')
+        started = time.monotonic()
+        try:
+            if item.recopy.error:
+                result.status, result.error = 'errored', item.recopy.error
+            elif item.skip:
+                result.status, result.error = 'skipped', item.skip
+            else:
+                self._catch_up(item, result)
+        except MigrationError as exc:
+            self._drop_connections()  # a connection may be broken or mid-transaction
+            result.status, result.error = 'errored', str(exc)
+            result.sqlstate = getattr(exc, 'sqlstate', None)
+        result.seconds = round(time.monotonic() - started, 3)
+        if self.on_result is not None:
+            self.on_result(result)
+        return result
+
+    def _catch_up(self, item: CatchupItem, result: CatchupResult) -> None:
+        src, src2, tgt = self._connections()
+        scope = item.scope
+        result.key = scope.key
+        comparer = Comparer(Side(src2, self.options.source_schema, 'source'),
+                            Side(tgt, self.options.target_schema, 'target', self.target_citus),
+                            scope)
+        if scope.key is None:
+            drift = comparer.whole()
+        else:
+            bounds = stored_bounds(self.plans.get(scope.source_table), scope.key)
+            if bounds is None:
+                est_rows, nbytes = self.estimates.get(scope.source_table, (0, 0))
+                bounds = planned_bounds(comparer.src, scope, est_rows, nbytes // 8192)
+            drift = comparer.segments(bounds)
+        self._record_drift(result, drift)
+        if not drift.differs:
+            return
+        if self.dry_run:
+            result.status = 'drifted'
+            return
+        if scope.key is None:
+            done = recopy_one(src, tgt, item.recopy, self.options, self.source_id, self.runner)
+            result.status = 'recopied'
+            result.rows_copied = done.rows or 0
+            result.rows_deleted = drift.target_rows
+            result.transactions = 1
+            return
+        task = item.recopy.task(self.options)
+        mapping, _partitioned = resolve(src, tgt, task)
+        try:
+            outcome = repair(src, tgt, task, scope, mapping, drift.ranges,
+                             self.options.ledger_schema, self.source_id, self.runner, ByteCounter())
+        except CopyFailed as exc:
+            if exc.sqlstate == '42501' and exc.side == 'target':
+                exc.args = (str(exc).replace('(the target role needs INSERT on it)',
+                                             '(repairing needs SELECT, INSERT, DELETE and LOCK on it)'),)
+            raise
+        self._record_repair(result, outcome)
+
+    @staticmethod
+    def _record_drift(result: CatchupResult, drift: TableDrift) -> None:
+        result.segments = drift.segments
+        result.differing_segments = drift.differing_segments
+        result.source_rows, result.target_rows = drift.source_rows, drift.target_rows
+        if drift.whole is not None:
+            result.ranges_differing = int(drift.whole)
+            result.rows_to_repair = drift.source_rows if drift.whole else 0
+        else:
+            result.ranges_differing = len(drift.ranges)
+            result.rows_to_repair = drift.rows_to_repair
+            result.ranges = [r.range.describe() for r in drift.ranges[:20]]
+
+    @staticmethod
+    def _record_repair(result: CatchupResult, outcome: RepairOutcome) -> None:
+        result.status = 'repaired'
+        result.rows_deleted = outcome.rows_deleted
+        result.rows_copied = outcome.rows_copied
+        result.transactions = outcome.transactions
+
+
+def prepare_catchup(catchup: Catchup, src_conn, tgt_conn, items: Sequence[CatchupItem],
+                    readonly: bool) -> None:
+    """Facts read once for the whole run: source estimates, stored split plans, Citus."""
+    from ansible_collections.icds.citus_migration.plugins.module_utils.copy.source_stats import (
+        table_estimates)
+    from ansible_collections.icds.citus_migration.plugins.module_utils.schema.citus_catalog import (
+        citus_version)
+    names = [i.recopy.row.source_table for i in items if i.scope is not None]
+    catchup.estimates = table_estimates(src_conn, names, catchup.options.source_schema)
+    catchup.target_citus = citus_version(tgt_conn) is not None
+    tgt_conn.rollback()
+    with tgt_conn.cursor() as cur:
+        if ledger.split_plan_table_exists(cur, catchup.options.ledger_schema):
+            catchup.plans = ledger.split_plans(cur, catchup.options.ledger_schema,
+                                               catchup.source_id, names)
+    tgt_conn.rollback()

@@ -1,0 +1,153 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Targeted repair: replace the differing rows of some key ranges of one table on the target,
+in ONE target transaction per batch of ranges.
+
+The transaction (``repair``):
+
+1. the table's advisory lock (``ledger.try_lock``, as a copy or a re-copy of it takes);
+2. ``LOCK TABLE target IN SHARE ROW EXCLUSIVE MODE``: concurrent INSERT / UPDATE / DELETE (the
+   application's mirrored upserts) wait for this transaction, reads do not. Held for the
+   length of the batch's repair only, never while a table is compared;
+3. ``DELETE`` the target rows of the differing keys (within the drop-child child's slice);
+4. ``COPY`` the rows of those keys from the source, in a source snapshot taken AFTER the lock
+   was granted, so a mirrored write that reached the target before the lock had reached the
+   source before it too (the mirrors write the source first) and is in the copy;
+5. a row in ``<ledger_schema>.copy_repairs`` (what was repaired, when, by whom);
+6. commit (synchronous_commit on).
+
+A crash or an error anywhere leaves every range of the batch untouched (rolled back); the
+ranges of committed batches stay repaired. Repairs are idempotent: a re-run compares again
+and repairs what still differs.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import signal
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+try:
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - modules report the missing library
+    sql = None
+
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy import ledger
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.columns import ColumnMapping
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_copy import (
+    FAULT_ENV, ByteCounter, CopyFailed, CopyTask, abort_target, configure_target_transaction,
+    stream_copy)
+from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
+    RangeDiff, Scope, key_cast)
+
+REPAIR_BATCH_ROWS = 20000  # differing rows replaced per target transaction (whole ranges)
+
+
+@dataclass
+class RepairOutcome:
+    transactions: int = 0
+    ranges: int = 0
+    rows_deleted: int = 0
+    rows_copied: int = 0
+
+
+def _repairs_table(schema: str):
+    return sql.SQL('{}.{}').format(sql.Identifier(schema), sql.Identifier('copy_repairs'))
+
+
+def ensure_repair_log(conn, schema: str) -> None:
+    """Create ``<schema>.copy_repairs`` if missing (the ledger schema exists). Commits."""
+    ledger.ensure_ledger(conn, schema)
+    with conn.cursor() as cur:
+        cur.execute('SELECT to_regclass(%s)', (_repairs_table(schema).as_string(cur),))
+        if cur.fetchone()[0] is None:
+            cur.execute('SELECT pg_advisory_xact_lock(%s, %s)', (ledger.LOCK_NAMESPACE, 0))
+            cur.execute(sql.SQL("""
+                CREATE TABLE IF NOT EXISTS {} (
+                    source_id text NOT NULL,
+                    source_table text NOT NULL,
+                    target_table text NOT NULL,
+                    ranges text[] NOT NULL,
+                    rows_deleted bigint NOT NULL,
+                    rows_copied bigint NOT NULL,
+                    repaired_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+                    runner text
+                )""").format(_repairs_table(schema)))
+    conn.commit()
+
+
+def batches(ranges: Sequence[RangeDiff], limit: int = REPAIR_BATCH_ROWS) -> List[List[RangeDiff]]:
+    """Whole ranges grouped into batches of at most ``limit`` keys (a bigger range alone)."""
+    out: List[List[RangeDiff]] = []
+    size = 0
+    for rng in ranges:
+        if out and size + rng.rows <= limit:
+            out[-1].append(rng)
+            size += rng.rows
+        else:
+            out.append([rng])
+            size = rng.rows
+    return out
+
+
+def repair_statements(scope: Scope, mapping: ColumnMapping, source_schema: str,
+                      target_schema: str, keys: Sequence[str]) -> Tuple[object, object, object, object]:
+    """(LOCK, DELETE, COPY TO on the source, COPY FROM on the target) for these keys."""
+    key = sql.Identifier(scope.key)
+    wanted = sql.SQL('{} = ANY({}::{}[])').format(key, sql.Literal(list(keys)), key_cast(scope))
+    target = sql.SQL('{}.{}').format(sql.Identifier(target_schema), sql.Identifier(scope.target_table))
+    lock = sql.SQL('LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE').format(target)
+    # the predicate is a CHECK expression from the source catalog (columns only), as in compare
+    slice_ = sql.SQL('({}) AND ').format(sql.SQL(scope.predicate)) if scope.predicate else sql.SQL('')
+    delete = sql.SQL('DELETE FROM {}{} WHERE {}{}').format(
+        sql.SQL('ONLY ') if scope.target_only else sql.SQL(''), target, slice_, wanted)
+    cols = sql.SQL(', ').join(sql.Identifier(c) for c in mapping.columns)
+    fmt = sql.SQL('(FORMAT binary)' if mapping.binary else '(FORMAT text)')
+    copy_out = sql.SQL('COPY (SELECT {} FROM ONLY {}.{} WHERE {}) TO STDOUT {}').format(
+        cols, sql.Identifier(source_schema), sql.Identifier(scope.source_table), wanted, fmt)
+    copy_in = sql.SQL('COPY {} ({}) FROM STDIN {}').format(target, cols, fmt)
+    return lock, delete, copy_out, copy_in
+
+
+def repair(src_conn, tgt_conn, task: CopyTask, scope: Scope, mapping: ColumnMapping,
+           ranges: Sequence[RangeDiff], ledger_schema: str, source_id: str, runner: str,
+           counter: Optional[ByteCounter] = None) -> RepairOutcome:
+    """Replace the differing rows of ``ranges`` on the target, one transaction per batch."""
+    outcome = RepairOutcome()
+    counter = counter or ByteCounter()
+    for batch in batches(ranges):
+        keys = [k for rng in batch for k in rng.keys]
+        lock, delete, copy_out, copy_in = repair_statements(
+            scope, mapping, task.source_schema, task.target_schema, keys)
+        tcur = tgt_conn.cursor()
+        try:
+            configure_target_transaction(tcur, task)
+            ledger.try_lock(tcur, source_id, task.source_table, '', wait=True)
+            tcur.execute(lock)
+            tcur.execute(delete)
+            deleted = max(0, tcur.rowcount)
+            src_conn.rollback()  # the source snapshot of the COPY starts after the lock
+            src_rows, tgt_rows = stream_copy(src_conn, tcur, copy_out, copy_in, counter)
+            if src_rows is not None and tgt_rows is not None and src_rows != tgt_rows:
+                raise CopyFailed('row count mismatch: source sent %d rows, target received %d'
+                                 % (src_rows, tgt_rows))
+            copied = tgt_rows if tgt_rows is not None else (src_rows or 0)
+            tcur.execute(sql.SQL('INSERT INTO {} (source_id, source_table, target_table, ranges, '
+                                 'rows_deleted, rows_copied, runner) VALUES (%s, %s, %s, %s, %s, %s, %s)')
+                         .format(_repairs_table(ledger_schema)),
+                         (source_id, task.source_table, task.target_table,
+                          [rng.range.encode() for rng in batch], deleted, copied, runner))
+            if os.environ.get(FAULT_ENV) == 'repair_before_commit':  # test-only crash point
+                os.kill(os.getpid(), signal.SIGKILL)
+            tgt_conn.commit()
+        except BaseException as exc:
+            raise abort_target(tgt_conn, exc)
+        finally:
+            tcur.close()
+        outcome.transactions += 1
+        outcome.ranges += len(batch)
+        outcome.rows_deleted += deleted
+        outcome.rows_copied += copied
+    return outcome

@@ -1,0 +1,413 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Find the rows that differ between a source table and its target rows, in proportion to
+the drift: segment checksums, bisection, then the rows themselves.
+
+A table with a usable key (``copy.key_ranges.usable_key``) is cut into key-range segments:
+the table's stored key-range split plan when it has one, else bounds planned from a block
+sample (about ``SEGMENT_ROWS`` rows per segment; a small table is one segment). Each side
+computes, per segment, ``count(*)`` and the sum of ``hashtextextended(ROW(columns)::text, 0)``
+(order independent, a duplicate counts twice) in ONE grouped scan: ``GROUP BY
+width_bucket(key, bounds)``. Source and target are queried at the same time, each in its own
+read-only transaction with the text settings of ``compare`` (so values print alike).
+
+A segment whose count or sum differs is narrowed: when it holds more than ``ROW_LEVEL_ROWS``
+rows it is split into ``BISECT_PARTS`` sub-ranges at percentiles of the source keys in it and
+each sub-range is compared the same way (recursively); otherwise the rows themselves are
+compared: ``(key, row hash)`` of every row of the range on both sides, diffed here. The result
+is, per differing range, the keys whose target row must be replaced (or deleted): see
+``copy.range_repair``.
+
+Which rows are "the target rows" of a manifest row follows ``compare.plan_comparisons`` (same
+name, keep-child child, drop-child slice by the child's CHECK, partitions).
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+try:
+    import psycopg2
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - modules report the missing library
+    psycopg2 = None
+    sql = None
+
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import MigrationError
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import (
+    KeyRange, SUPPORTED_TYPES, is_key_part, plan_bounds, ranges_from_bounds)
+from ansible_collections.icds.citus_migration.plugins.module_utils.validate.compare import (
+    TEXT_SETTINGS)
+
+SEGMENT_ROWS = 10000       # rows per planned segment of a table without a stored plan
+MAX_SEGMENTS = 4096        # bounds in one width_bucket array
+ROW_LEVEL_ROWS = 20000     # a differing range at most this big is compared row by row
+BISECT_PARTS = 16          # sub-ranges of a bigger differing range
+ROW_BATCH_ROWS = 200000    # rows fetched per row-level query (contiguous differing segments)
+
+
+@dataclass
+class Scope:
+    """The rows of one manifest row on each side, and how they are keyed and hashed."""
+
+    source_table: str
+    target_table: str
+    kind: str  # 'table' | 'slice'
+    target_only: bool
+    predicate: Optional[str]  # the target rows (a CHECK expression of the source catalog)
+    columns: List[str]  # compared columns, in the source's order
+    key: Optional[str] = None
+    key_type: Optional[str] = None
+
+
+@dataclass
+class Segment:
+    """One key range and what each side holds in it."""
+
+    range: KeyRange
+    source_rows: int = 0
+    target_rows: int = 0
+    source_sum: int = 0
+    target_sum: int = 0
+
+    @property
+    def differs(self) -> bool:
+        return (self.source_rows, self.source_sum) != (self.target_rows, self.target_sum)
+
+
+@dataclass
+class RangeDiff:
+    """A differing range narrowed to its rows: keys to copy again from the source (changed
+    or missing on the target) and keys to delete from the target (gone from the source)."""
+
+    range: KeyRange
+    changed: List[str] = field(default_factory=list)
+    missing: List[str] = field(default_factory=list)
+    extra: List[str] = field(default_factory=list)
+
+    @property
+    def keys(self) -> List[str]:
+        return self.changed + self.missing + self.extra
+
+    @property
+    def rows(self) -> int:
+        return len(self.changed) + len(self.missing) + len(self.extra)
+
+
+@dataclass
+class TableDrift:
+    """The outcome of comparing one scope."""
+
+    segments: int = 0
+    differing_segments: int = 0
+    ranges: List[RangeDiff] = field(default_factory=list)
+    source_rows: int = 0
+    target_rows: int = 0
+    whole: Optional[bool] = None  # keyless: compared as a whole; True/False = differs
+
+    @property
+    def differs(self) -> bool:
+        return bool(self.whole) or any(r.rows for r in self.ranges)
+
+    @property
+    def rows_to_repair(self) -> int:
+        return sum(r.rows for r in self.ranges)
+
+
+class SideQueryFailed(MigrationError):
+    pass
+
+
+# -- one side ---------------------------------------------------------------------------------
+
+class Side:
+    """One database seen through one connection: statements run in read-only transactions
+    with stable text output (``compare.TEXT_SETTINGS``), rolled back after each query."""
+
+    def __init__(self, conn, schema: str, label: str, citus: bool = False):
+        self.conn = conn
+        self.schema = schema
+        self.label = label
+        self.citus = citus
+
+    def _prelude(self, cur) -> None:
+        cur.execute('SET TRANSACTION READ ONLY')
+        if self.citus:
+            cur.execute("SET LOCAL citus.propagate_set_commands TO 'local'")
+        for name, value in TEXT_SETTINGS:  # one execute each: Citus refuses them combined
+            cur.execute(sql.SQL('SET LOCAL {} TO {}').format(sql.Identifier(name), sql.Literal(value)))
+
+    def fetch(self, query, args=None) -> list:
+        try:
+            with self.conn.cursor() as cur:
+                self._prelude(cur)
+                cur.execute(query, args)
+                return cur.fetchall()
+        except psycopg2.Error as exc:
+            diag = getattr(exc, 'diag', None)
+            message = (getattr(diag, 'message_primary', None) if diag else None) or ' '.join(str(exc).split())
+            raise SideQueryFailed('%s: %s' % (self.label, message))
+        finally:
+            if not self.conn.closed:
+                self.conn.rollback()
+
+
+def both(source_fn: Callable[[], object], target_fn: Callable[[], object]) -> Tuple[object, object]:
+    """Run the source query in a helper thread and the target query here, at the same time."""
+    out: Dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            out['value'] = source_fn()
+        except BaseException as exc:  # re-raised in the caller's thread
+            out['error'] = exc
+
+    thread = threading.Thread(target=run, name='compare-source', daemon=True)
+    thread.start()
+    try:
+        target_value = target_fn()
+    finally:
+        thread.join()
+    if 'error' in out:
+        raise out['error']
+    return out['value'], target_value
+
+
+# -- SQL pieces ---------------------------------------------------------------------------------
+
+def _relation(schema: str, table: str, only: bool):
+    return sql.SQL('{}{}.{}').format(sql.SQL('ONLY ') if only else sql.SQL(''),
+                                     sql.Identifier(schema), sql.Identifier(table))
+
+
+def row_hash(columns: Sequence[str]):
+    row = sql.SQL('ROW({})').format(sql.SQL(', ').join(sql.Identifier(c) for c in columns))
+    return sql.SQL('hashtextextended({}::text, 0)').format(row)
+
+
+def _where(conditions: Sequence[object]):
+    parts = [c for c in conditions if c is not None]
+    if not parts:
+        return sql.SQL('')
+    return sql.SQL(' WHERE ') + sql.SQL(' AND ').join(sql.SQL('({})').format(c) for c in parts)
+
+
+def key_cast(scope: Scope):
+    if scope.key_type not in SUPPORTED_TYPES:  # the type name is spliced into SQL
+        raise MigrationError('key column %s of %s has an unsupported type %r'
+                             % (scope.key, scope.source_table, scope.key_type))
+    return sql.SQL(scope.key_type)
+
+
+def _side_args(scope: Scope, side: str):
+    """(table, FROM ONLY?, fixed condition) of the scope's rows on one side."""
+    if side == 'source':
+        return scope.source_table, True, None
+    # the predicate is a CHECK expression from the source catalog (columns only), as in compare
+    return scope.target_table, scope.target_only, (sql.SQL(scope.predicate) if scope.predicate else None)
+
+
+def _bucket(scope: Scope, bounds: Sequence[str]):
+    if not bounds:
+        return sql.SQL('0')
+    return sql.SQL('width_bucket({}, {}::{}[])').format(
+        sql.Identifier(scope.key), sql.Literal(list(bounds)), key_cast(scope))
+
+
+def bucket_query(side: Side, scope: Scope, which: str, bounds: Sequence[str],
+                 within: Optional[KeyRange]):
+    """count and hash sum per width_bucket of the key (0 when there are no bounds)."""
+    table, only, fixed = _side_args(scope, which)
+    query = sql.SQL('SELECT {b}, count(*), COALESCE(sum({h}), 0)::text FROM {rel}{where} GROUP BY 1').format(
+        b=_bucket(scope, bounds), h=row_hash(scope.columns), rel=_relation(side.schema, table, only),
+        where=_where([fixed, within.predicate() if within is not None else None]))
+    return query
+
+
+def bucket_sums(side: Side, scope: Scope, which: str, bounds: Sequence[str],
+                within: Optional[KeyRange] = None) -> Dict[Optional[int], Tuple[int, int]]:
+    rows = side.fetch(bucket_query(side, scope, which, bounds, within))
+    return {b: (int(n), int(s)) for b, n, s in rows}
+
+
+def row_hashes(side: Side, scope: Scope, which: str, span: KeyRange,
+               bounds: Sequence[str] = (), only_buckets: Optional[Sequence[int]] = None
+               ) -> Dict[int, Dict[str, int]]:
+    """width bucket -> key text -> row hash of the rows in ``span`` (bucket 0 without
+    bounds); only the rows of ``only_buckets`` when given."""
+    table, only, fixed = _side_args(scope, which)
+    conditions = [fixed, span.predicate()]
+    if only_buckets is not None:
+        conditions.append(sql.SQL('{} = ANY({})').format(_bucket(scope, bounds),
+                                                        sql.Literal(list(only_buckets))))
+    query = sql.SQL('SELECT {b}, {k}::text, {h} FROM {rel}{where}').format(
+        b=_bucket(scope, bounds), k=sql.Identifier(scope.key), h=row_hash(scope.columns),
+        rel=_relation(side.schema, table, only), where=_where(conditions))
+    out: Dict[int, Dict[str, int]] = {}
+    for bucket, key, value in side.fetch(query):
+        if key is None:
+            raise SideQueryFailed('%s: rows of %s have no value in the key column %s'
+                                  % (side.label, table, scope.key))
+        out.setdefault(bucket, {})[key] = int(value)
+    return out
+
+
+def sub_bounds(side: Side, scope: Scope, within: KeyRange, parts: int) -> List[str]:
+    """Cut points splitting the source rows of ``within`` into ``parts`` about equal ranges."""
+    fractions = [i / parts for i in range(1, parts)]
+    query = sql.SQL('SELECT (percentile_disc({}::float8[]) WITHIN GROUP (ORDER BY {}))::text[] '
+                    'FROM ONLY {}.{}{}').format(
+        sql.Literal(fractions), sql.Identifier(scope.key), sql.Identifier(side.schema),
+        sql.Identifier(scope.source_table), _where([within.predicate()]))
+    values = side.fetch(query)[0][0] or []
+    out: List[str] = []
+    for value in values:
+        if value is not None and (not out or out[-1] != value):
+            out.append(value)
+    # a cut equal to the range's own lower bound would make an empty first range
+    return [v for v in out if v != within.lo]
+
+
+def diff_rows(span: KeyRange, source: Dict[str, int], target: Dict[str, int]) -> RangeDiff:
+    diff = RangeDiff(span)
+    for key, value in source.items():
+        other = target.get(key)
+        if other is None:
+            diff.missing.append(key)
+        elif other != value:
+            diff.changed.append(key)
+    diff.extra = [k for k in target if k not in source]
+    return diff
+
+
+# -- segments of a table ----------------------------------------------------------------------
+
+def stored_bounds(parts: Optional[Sequence[str]], key: str) -> Optional[List[str]]:
+    """The cut points of a stored key-range split plan of ``key``; None when the table has
+    none (or a ctid plan, or a plan of another column, or one whose ranges do not chain)."""
+    if not parts or not all(is_key_part(p) for p in parts):
+        return None
+    ranges = [KeyRange.decode(p) for p in parts]
+    if any(r.column != key for r in ranges) or ranges[0].lo is not None or ranges[-1].hi is not None:
+        return None
+    if any(a.hi != b.lo for a, b in zip(ranges, ranges[1:])):
+        return None
+    return [r.lo for r in ranges[1:]]
+
+
+def planned_bounds(src: Side, scope: Scope, est_rows: int, nblocks: int) -> List[str]:
+    segments = min(MAX_SEGMENTS, max(1, -(-int(est_rows) // SEGMENT_ROWS)))
+    if segments <= 1:
+        return []
+    with src.conn.cursor() as cur:
+        try:
+            return plan_bounds(cur, src.schema, scope.source_table, scope.key, segments, nblocks)
+        finally:
+            src.conn.rollback()
+
+
+class Comparer:
+    """Compares one scope between ``src`` and ``tgt`` and narrows the drift to rows."""
+
+    def __init__(self, src: Side, tgt: Side, scope: Scope,
+                 on_segment: Optional[Callable[[int], None]] = None):
+        self.src, self.tgt, self.scope = src, tgt, scope
+        self.on_segment = on_segment
+
+    def whole(self) -> TableDrift:
+        """A keyless table: count and hash of all its rows on each side."""
+        s, t = both(lambda: bucket_sums(self.src, self.scope, 'source', []),
+                    lambda: bucket_sums(self.tgt, self.scope, 'target', []))
+        sn, ss = s.get(0, (0, 0))
+        tn, ts = t.get(0, (0, 0))
+        return TableDrift(segments=1, differing_segments=int((sn, ss) != (tn, ts)),
+                          source_rows=sn, target_rows=tn, whole=(sn, ss) != (tn, ts))
+
+    def segments(self, bounds: Sequence[str]) -> TableDrift:
+        """Compare every segment (one grouped scan per side), then narrow the differing ones."""
+        scope = self.scope
+        s, t = both(lambda: bucket_sums(self.src, scope, 'source', bounds),
+                    lambda: bucket_sums(self.tgt, scope, 'target', bounds))
+        if None in t:
+            raise SideQueryFailed('target: %s rows of %s have no value in the key column %s'
+                                  % (t[None][0], scope.target_table, scope.key))
+        ranges = ranges_from_bounds(scope.key, bounds)
+        segs = []
+        for i, rng in enumerate(ranges):
+            sn, ss = s.get(i, (0, 0))
+            tn, ts = t.get(i, (0, 0))
+            segs.append(Segment(rng, sn, tn, ss, ts))
+        drift = TableDrift(segments=len(segs), source_rows=sum(x.source_rows for x in segs),
+                           target_rows=sum(x.target_rows for x in segs))
+        differing = [i for i, x in enumerate(segs) if x.differs]
+        drift.differing_segments = len(differing)
+        if self.on_segment:
+            self.on_segment(len(segs))
+        small = [i for i in differing if max(segs[i].source_rows, segs[i].target_rows) <= ROW_LEVEL_ROWS]
+        for batch in _contiguous_batches(small, segs):
+            drift.ranges.extend(self._rows_of_buckets(bounds, ranges, batch))
+        small_set = set(small)
+        for i in differing:
+            if i not in small_set:
+                drift.ranges.extend(self.narrow(segs[i]))
+        return drift
+
+    def _rows_of_buckets(self, bounds: Sequence[str], ranges: List[KeyRange],
+                         batch: List[int]) -> List[RangeDiff]:
+        """Row-level diff of several differing segments with one query per side."""
+        span = KeyRange(self.scope.key, ranges[batch[0]].lo, ranges[batch[-1]].hi)
+        wanted = batch if len(batch) < batch[-1] - batch[0] + 1 else None
+        s, t = both(lambda: row_hashes(self.src, self.scope, 'source', span, bounds, wanted),
+                    lambda: row_hashes(self.tgt, self.scope, 'target', span, bounds, wanted))
+        out = []
+        for i in batch:
+            diff = diff_rows(ranges[i], s.get(i, {}), t.get(i, {}))
+            if diff.rows:
+                out.append(diff)
+        return out
+
+    def narrow(self, seg: Segment) -> List[RangeDiff]:
+        """A big differing range: split it at source percentiles, recurse into the parts
+        that differ; a range small enough is diffed row by row."""
+        scope = self.scope
+        if max(seg.source_rows, seg.target_rows) <= ROW_LEVEL_ROWS:
+            s, t = both(lambda: row_hashes(self.src, scope, 'source', seg.range),
+                        lambda: row_hashes(self.tgt, scope, 'target', seg.range))
+            diff = diff_rows(seg.range, s.get(0, {}), t.get(0, {}))
+            return [diff] if diff.rows else []
+        cuts = sub_bounds(self.src, scope, seg.range, BISECT_PARTS)
+        if not cuts:  # the source has (almost) no rows here: the target's are all extra
+            s, t = both(lambda: row_hashes(self.src, scope, 'source', seg.range),
+                        lambda: row_hashes(self.tgt, scope, 'target', seg.range))
+            diff = diff_rows(seg.range, s.get(0, {}), t.get(0, {}))
+            return [diff] if diff.rows else []
+        s, t = both(lambda: bucket_sums(self.src, scope, 'source', cuts, seg.range),
+                    lambda: bucket_sums(self.tgt, scope, 'target', cuts, seg.range))
+        edges = [seg.range.lo] + cuts + [seg.range.hi]
+        out: List[RangeDiff] = []
+        for i in range(len(cuts) + 1):
+            sn, ss = s.get(i, (0, 0))
+            tn, ts = t.get(i, (0, 0))
+            sub = Segment(KeyRange(scope.key, edges[i], edges[i + 1]), sn, tn, ss, ts)
+            if sub.differs:
+                out.extend(self.narrow(sub))
+        return out
+
+
+def _contiguous_batches(indexes: Sequence[int], segs: Sequence[Segment]) -> List[List[int]]:
+    """Differing segment indexes grouped so that one query fetches at most ROW_BATCH_ROWS rows
+    per side over one contiguous key span."""
+    batches: List[List[int]] = []
+    rows = 0
+    for i in indexes:
+        n = max(segs[i].source_rows, segs[i].target_rows)
+        if batches and rows + n <= ROW_BATCH_ROWS:
+            batches[-1].append(i)
+            rows += n
+        else:
+            batches.append([i])
+            rows = n
+    return batches
