@@ -354,8 +354,8 @@ def cmd_recopy(args: argparse.Namespace, options: RunOptions) -> int:
                         indent=2))
     if caught and not recopied and not repaired and not errored:
         echo('Nothing to re-copy: every migrated table matches the source.')
-    echo('Done in %s: %d re-copied, %d repaired (%d rows), %d errored%s.' % (
-        fmt_duration(elapsed), recopied, repaired, sum(r.rows_repaired for r in caught), errored,
+    echo('Done in %s: %d re-copied, %d errored, %d repaired (%d rows)%s.' % (
+        fmt_duration(elapsed), recopied, errored, repaired, sum(r.rows_repaired for r in caught),
         ', stopped after the first error' if report and report.stopped_early else ''))
     return EXIT_FAILED if errored or (report and report.exit_code) else EXIT_OK
 
