@@ -53,6 +53,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.gene
 from tools.testkit.synthetic_dataset import (  # noqa: E402
     create_dataset, create_many_children)
 from ansible_collections.icds.citus_migration.plugins.module_utils.schema.table_plan import load_plan  # noqa: E402
+from benchmarks import catchup as catchup_bench  # noqa: E402
 
 CLI = os.path.join(ROOT, 'bin', 'migrate_tables')
 UCR_FOLDER = os.path.join(ROOT, 'tests', 'fixtures', 'ucr_data_sources')
@@ -580,6 +581,11 @@ def copy_benchmarks(env: Env, args, work: str) -> Dict:
     if 'pgcopydb' in sections:
         subset = _pgcopydb_subset(env, args, work, db, tdb, rows, targets, expected, cols, parts)
     single = _single_table(env, args, work, db, tdb, ds, targets, cols) if 'single' in sections else []
+    caught = None
+    if 'catchup' in sections:  # last: it changes the source
+        reset_target(env, tdb, targets)
+        caught = catchup_bench.catchup_benchmarks(env, db, tdb, ds, work, P, CLI, method_engine, verify,
+                                                  expected_for, log)
     profile = None
     if args.profile:
         profile = os.path.join(work, 'engine-profile.txt')
@@ -593,7 +599,7 @@ def copy_benchmarks(env: Env, args, work: str) -> Dict:
                 '%s -> %s' % (s, t) for s, t in rows if s != t)[:5] + [
                 '... %d drop-child children in all (child copied into its parent)'
                 % sum(1 for s, t in rows if s != t)],
-            'single_table': single, 'profile': profile}
+            'single_table': single, 'catchup': caught, 'profile': profile}
 
 
 def _all_tables(env, args, work, db, tdb, ds, jobs, targets, expected, cols, parts, heap, results):
@@ -852,6 +858,8 @@ def markdown(report: Dict) -> str:
                   'its parent)' % copy['pgcopydb_subset_tables'], copy['pgcopydb_subset'])
         if copy['single_table']:
             table('One table holding most of the data', copy['single_table'])
+        if copy.get('catchup'):
+            lines.extend(catchup_bench.markdown(copy['catchup']))
     scale = report.get('scale')
     if scale:
         lines.append('### Scale (catalog size)')
@@ -871,6 +879,8 @@ def markdown(report: Dict) -> str:
                 lines.append('| %d | %.2f |' % (r['children'], r['create_children_s']))
             lines.append('')
     bars = bar_checks(report)
+    if copy and copy.get('catchup'):
+        bars = bars + catchup_bench.bars(copy['catchup'])
     if bars:
         lines.append('### Against the bar of issue 6')
         lines.append('')
@@ -1024,9 +1034,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help='missing child tables to create in the scale benchmarks')
     parser.add_argument('--skip-copy', action='store_true')
     parser.add_argument('--skip-scale', action='store_true')
-    parser.add_argument('--sections', default='all,pgcopydb,single',
+    parser.add_argument('--sections', default='all,pgcopydb,single,catchup',
                         help='copy sections to run: all (every table: limit, old, engine), pgcopydb (same-name '
-                             'subset), single (one big table)')
+                             'subset), single (one big table), catchup (issue 12: copy, catch-up without and '
+                             'with 0.1%% drift; changes the source, so it runs last)')
     parser.add_argument('--profile', action='store_true',
                         help='also record a py-spy profile of one engine run')
     parser.add_argument('--keep', action='store_true', help='keep the servers and work files')

@@ -31,7 +31,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.copy import l
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.columns import read_columns_many
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import usable_key
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.range_repair import (
-    RepairOutcome, repair)
+    RepairOutcome, ensure_repair_log, repair)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.recopy import (
     RecopyItem, recopy_one)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.runner import RunOptions
@@ -163,6 +163,7 @@ class Catchup:
         self.estimates: Dict[str, tuple] = {}
         self.plans: Dict[str, List[str]] = {}
         self.target_citus = False
+        self._log_ready = False  # the repair log (and ledger) exist: created before the first write
 
     def run(self, items: Sequence[CatchupItem]) -> List[CatchupResult]:
         results: List[Optional[CatchupResult]] = [None] * len(items)
@@ -241,6 +242,10 @@ class Catchup:
         if self.dry_run:
             result.status = 'drifted'
             return
+        with self._lock:
+            if not self._log_ready:
+                ensure_repair_log(tgt, self.options.ledger_schema)
+                self._log_ready = True
         if scope.key is None:
             done = recopy_one(src, tgt, item.recopy, self.options, self.source_id, self.runner)
             result.status = 'recopied'

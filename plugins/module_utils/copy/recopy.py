@@ -31,8 +31,6 @@ except ImportError:  # pragma: no cover - modules report the missing library
 
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate import compare
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy import ledger
-from ansible_collections.icds.citus_migration.plugins.module_utils.copy.range_repair import (
-    ensure_repair_log)
 from ansible_collections.icds.citus_migration.plugins.module_utils.schema.citus_catalog import (
     citus_version)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.columns import (
@@ -215,8 +213,6 @@ class RecopyRun:
                                                       '; '.join(problems[:5])))
             if self.items and not readonly:
                 ledger.ensure_ledger(tgt, self.options.ledger_schema)
-            if self.catchup_items and not readonly:
-                ensure_repair_log(tgt, self.options.ledger_schema)
         return self.items
 
     def _small_tables_on_citus(self, src, tgt) -> None:
