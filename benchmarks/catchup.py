@@ -45,6 +45,10 @@ def _change_column(conn, table: str):
         WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
           AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid
                           AND i.indisunique AND a.attnum = ANY(i.indkey::int2[]))
+          AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conrelid = a.attrelid
+                          AND c.contype = 'c' AND a.attnum = ANY(c.conkey))
+          AND NOT EXISTS (SELECT 1 FROM pg_partitioned_table p JOIN pg_inherits h ON h.inhparent = p.partrelid
+                          WHERE h.inhrelid = a.attrelid AND a.attnum = ANY(p.partattrs::int2[]))
         ORDER BY a.attnum""", (sql.Identifier(table).as_string(conn),))
     for name, typ in rows:
         if typ in _TEXT:

@@ -9,7 +9,7 @@ ROWS = 30000  # three planned segments of a same-name table
 COLS = ("id bigint NOT NULL, label text, doc jsonb, tags text[], amount numeric(20,6), "
         "at timestamptz, raw bytea, month date")
 SAME = 'cases-2020'          # same-name table, hyphenated, bigint key
-TEXT_KEY = 'ucr-docs'        # same-name table with a text key
+TEXT_KEY = 'ucr-docs'        # same-name table, PRIMARY KEY (grp, id): a leading column of 3 values
 KEYLESS = 'keyless_log'      # no usable key: compared and re-copied whole
 KEEP = 'agg'                 # keep-child parent; children agg_2020-01-01 / agg_2020-02-01
 DROP = 'chm'                 # drop-child parent; children chm_2020-01-01 / chm_2020-02-01
@@ -23,6 +23,8 @@ def q(name: str) -> str:
 
 def _fill(table: str, first: int, n: int, month: str, text_key: bool = False) -> str:
     key = "'doc-' || lpad(g::text, 8, '0')" if text_key else 'g'
+    if text_key:
+        key = "'grp-' || (g % 3), " + key
     return ("INSERT INTO {t} SELECT {key}, 'row ' || g || E'\\ttab\\nline', "
             "jsonb_build_object('g', g, 'q', E'\"x\"'), ARRAY['a', NULL, g::text], "
             "(g * 1.5)::numeric(20,6), timestamptz '2020-01-01 00:00+05:30' + g * interval '1 min', "
@@ -31,10 +33,10 @@ def _fill(table: str, first: int, n: int, month: str, text_key: bool = False) ->
 
 
 def schema(target: bool) -> List[str]:
-    text_cols = COLS.replace('id bigint', 'id text')
+    text_cols = 'grp text NOT NULL, ' + COLS.replace('id bigint', 'id text')
     out = [
         'CREATE TABLE %s (%s, PRIMARY KEY (id))' % (q(SAME), COLS),
-        'CREATE TABLE %s (%s, PRIMARY KEY (id))' % (q(TEXT_KEY), text_cols),
+        'CREATE TABLE %s (%s, PRIMARY KEY (grp, id))' % (q(TEXT_KEY), text_cols),
         'CREATE TABLE %s (%s)' % (q(KEYLESS), COLS),
         'CREATE TABLE %s (%s, PRIMARY KEY (id))' % (q(KEEP), COLS),
         'CREATE TABLE %s (%s, PRIMARY KEY (id))' % (q(DROP), COLS),
@@ -77,7 +79,7 @@ def load(dbs, manifest_path: str, citus: bool = False) -> str:
     for ddl in schema(True):
         dbs.tgt_sql(ddl)
     if citus:
-        for table, column in ((SAME, 'id'), (DROP, 'id'), (TEXT_KEY, 'id')):
+        for table, column in ((SAME, 'id'), (DROP, 'id'), (TEXT_KEY, 'grp')):
             dbs.tgt_sql("SELECT create_distributed_table('%s', '%s')" % (q(table), column))
         dbs.tgt_sql("SELECT create_reference_table('%s')" % q(KEYLESS))
     dbs.src_sql(_fill(SAME, 1, ROWS, '2020-01-01'))
@@ -111,8 +113,10 @@ def drift_source(dbs) -> Dict[str, int]:
                     "NOT LIKE '%%%% changed' ORDER BY md5(id::text || 'x') LIMIT %d)" % (t, t, deleted))
         month = "month" if table not in (KEEP, DROP) else 'NULL'
         key = "'doc-new-' || id" if table == TEXT_KEY else 'id + 5000000'
-        dbs.src_sql("INSERT INTO %s SELECT %s, 'inserted later', doc, tags, amount, at, raw, %s "
-                    "FROM ONLY %s ORDER BY id LIMIT 3" % (t, key, month, t))
+        grp = ('grp, ', 'grp, ') if table == TEXT_KEY else ('', '')
+        dbs.src_sql("INSERT INTO %s (%sid, label, doc, tags, amount, at, raw, month) SELECT %s%s, "
+                    "'inserted later', doc, tags, amount, at, raw, %s FROM ONLY %s ORDER BY id LIMIT 3"
+                    % (t, grp[0], grp[1], key, month, t))
         touched[table] = changed + deleted + 3
     return touched
 

@@ -35,12 +35,14 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.copy.range_re
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.recopy import (
     RecopyItem, recopy_one)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.runner import RunOptions
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.run_context import (
+    ConnectionPair, RunFacts, log_failure)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_copy import (
     ByteCounter, CopyFailed, resolve)
 from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import ManifestRow
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate import compare
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
-    Comparer, Scope, Side, TableDrift, planned_bounds, stored_bounds)
+    Comparer, Scope, Side, TableDrift, key_columns, planned_bounds, stored_bounds)
 
 TEXT_KEY_TYPES = ('text', 'varchar', 'bpchar')
 
@@ -134,35 +136,41 @@ def plan_catchup(src_conn, tgt_conn, items: Sequence[RecopyItem], options: RunOp
                 key = None
             scope = Scope(row.source_table, row.target, item.kind, item.only, item.predicate,
                           columns, key[0] if key else None, key[1] if key else None)
+            if key is not None:
+                scope.key_columns, scope.key_types = key_columns(cur, options.source_schema,
+                                                                 row.source_table, key[0])
+                if not set(scope.key_columns) <= set(columns):
+                    scope.key = scope.key_type = None
             out.append(CatchupItem(item, scope))
     src_conn.rollback()
     return out
 
 
 class _Conns(threading.local):
-    src = None
-    tgt = None
-    src2 = None
+    pair = None  # the worker thread's ConnectionPair (repair, re-copy, target side)
+    side = None  # its second source connection (the comparison's source side)
 
 
 class Catchup:
     """Compare and repair planned items; ``run`` returns one CatchupResult per item."""
 
     def __init__(self, source: ConnParams, target: ConnParams, options: RunOptions,
-                 source_id: str, runner: str, dry_run: bool = False,
-                 on_result: Optional[Callable[[CatchupResult], None]] = None):
+                 facts: RunFacts, runner: str, dry_run: bool = False,
+                 on_result: Optional[Callable[[CatchupResult], None]] = None,
+                 error_log: str = ''):
         self.source, self.target = source, target
         self.options = options
-        self.source_id = source_id
+        self.source_id = facts.source_id
         self.runner = runner
+        self.error_log = error_log
         self.dry_run = dry_run
         self.on_result = on_result
         self._local = _Conns()
         self._all: List[object] = []
         self._lock = threading.Lock()
-        self.estimates: Dict[str, tuple] = {}
+        self.estimates: Dict[str, tuple] = facts.estimates
         self.plans: Dict[str, List[str]] = {}
-        self.target_citus = False
+        self.target_citus = facts.target_is_citus
         self._log_ready = False  # the repair log (and ledger) exist: created before the first write
 
     def run(self, items: Sequence[CatchupItem]) -> List[CatchupResult]:
@@ -175,31 +183,32 @@ class Catchup:
                     results[i] = fut.result()
         finally:
             for conn in self._all:
-                if not conn.closed:
+                if isinstance(conn, ConnectionPair):
+                    conn.reset()
+                elif not conn.closed:
                     conn.close()
         return [r for r in results if r is not None]
 
     def _connections(self):
+        """(source, second source, target) of this worker thread, (re)opened when needed."""
         local = self._local
-        for attr, params, label, readonly in (('src', self.source, 'source', True),
-                                              ('src2', self.source, 'source', True),
-                                              ('tgt', self.target, 'target', False)):
-            conn = getattr(local, attr)
-            if conn is None or conn.closed:
-                conn = connect(params, label)
-                if readonly:
-                    conn.set_session(readonly=True)
-                setattr(local, attr, conn)
-                with self._lock:
-                    self._all.append(conn)
-        return local.src, local.src2, local.tgt
+        if local.pair is None:
+            local.pair = ConnectionPair(self.source, self.target)
+            with self._lock:
+                self._all.append(local.pair)
+        src, tgt = local.pair.ensure()
+        if local.side is None or local.side.closed:
+            local.side = connect(self.source, 'source')
+            local.side.set_session(readonly=True)
+            with self._lock:
+                self._all.append(local.side)
+        return src, local.side, tgt
 
     def _drop_connections(self) -> None:
-        for attr in ('src', 'src2', 'tgt'):
-            conn = getattr(self._local, attr)
-            if conn is not None and not conn.closed:
-                conn.close()
-            setattr(self._local, attr, None)
+        if self._local.pair is not None:
+            self._local.pair.reset()
+        if self._local.side is not None and not self._local.side.closed:
+            self._local.side.close()
 
     def one(self, item: CatchupItem) -> CatchupResult:
         row = item.recopy.row
@@ -216,6 +225,9 @@ class Catchup:
             self._drop_connections()  # a connection may be broken or mid-transaction
             result.status, result.error = 'errored', str(exc)
             result.sqlstate = getattr(exc, 'sqlstate', None)
+            if self.error_log:
+                log_failure(self.error_log, row, exc, 'catch-up: compare and repair %s -> %s' % (
+                    row.source_table, row.target), None, self.source, self.target, self.runner)
         result.seconds = round(time.monotonic() - started, 3)
         if self.on_result is not None:
             self.on_result(result)
@@ -286,19 +298,11 @@ class Catchup:
         result.transactions = outcome.transactions
 
 
-def prepare_catchup(catchup: Catchup, src_conn, tgt_conn, items: Sequence[CatchupItem],
-                    readonly: bool) -> None:
-    """Facts read once for the whole run: source estimates, stored split plans, Citus."""
-    from ansible_collections.icds.citus_migration.plugins.module_utils.copy.source_stats import (
-        table_estimates)
-    from ansible_collections.icds.citus_migration.plugins.module_utils.schema.citus_catalog import (
-        citus_version)
+def read_split_plans(catchup: Catchup, tgt_conn, items: Sequence[CatchupItem]) -> None:
+    """The stored split plans of the compared tables (their key ranges are the segments)."""
     names = [i.recopy.row.source_table for i in items if i.scope is not None]
-    catchup.estimates = table_estimates(src_conn, names, catchup.options.source_schema)
-    catchup.target_citus = citus_version(tgt_conn) is not None
-    tgt_conn.rollback()
     with tgt_conn.cursor() as cur:
-        if ledger.split_plan_table_exists(cur, catchup.options.ledger_schema):
+        if names and ledger.split_plan_table_exists(cur, catchup.options.ledger_schema):
             catchup.plans = ledger.split_plans(cur, catchup.options.ledger_schema,
                                                catchup.source_id, names)
     tgt_conn.rollback()

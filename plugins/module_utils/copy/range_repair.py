@@ -40,7 +40,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_co
     FAULT_ENV, ByteCounter, CopyFailed, CopyTask, abort_target, configure_target_transaction,
     stream_copy)
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
-    RangeDiff, Scope, key_cast)
+    RangeDiff, Scope, key_match)
 
 REPAIR_BATCH_ROWS = 20000  # differing rows replaced per target transaction (whole ranges)
 
@@ -93,10 +93,9 @@ def batches(ranges: Sequence[RangeDiff], limit: int = REPAIR_BATCH_ROWS) -> List
 
 
 def repair_statements(scope: Scope, mapping: ColumnMapping, source_schema: str,
-                      target_schema: str, keys: Sequence[str]) -> Tuple[object, object, object, object]:
+                      target_schema: str, keys: Sequence[Tuple[str, ...]]) -> Tuple[object, object, object, object]:
     """(LOCK, DELETE, COPY TO on the source, COPY FROM on the target) for these keys."""
-    key = sql.Identifier(scope.key)
-    wanted = sql.SQL('{} = ANY({}::{}[])').format(key, sql.Literal(list(keys)), key_cast(scope))
+    wanted = key_match(scope, keys)
     target = sql.SQL('{}.{}').format(sql.Identifier(target_schema), sql.Identifier(scope.target_table))
     lock = sql.SQL('LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE').format(target)
     # the predicate is a CHECK expression from the source catalog (columns only), as in compare

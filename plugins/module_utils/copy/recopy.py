@@ -31,22 +31,20 @@ except ImportError:  # pragma: no cover - modules report the missing library
 
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate import compare
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy import ledger
-from ansible_collections.icds.citus_migration.plugins.module_utils.schema.citus_catalog import (
-    citus_version)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.columns import (
     read_columns_many)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.runner import (
-    RunOptions, RunReport, TableResult, runner_label, small_table_settings, source_identity)
+    RunOptions, RunReport, TableResult, small_table_settings)
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.run_context import (
+    ConnectionPair, RunFacts, log_failure, read_facts, runner_label)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.error_log import (
-    append_error, default_error_log)
+    default_error_log)
 from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import (
     MigrationError, SelectionError)
 from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import (
     Manifest, ManifestRow, utc_now)
 from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import (
     ConnParams, connect, connection_pair)
-from ansible_collections.icds.citus_migration.plugins.module_utils.copy.source_stats import (
-    table_estimates)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_copy import (
     ByteCounter, CopyFailed, CopyTask, abort_target, configure_target_transaction, copy_and_record,
     copy_statements, resolve)
@@ -182,6 +180,7 @@ class RecopyRun:
         self.catchup_results: list = []
         self.on_result = None  # callback for each catch-up result (progress display)
         self.source_id = ''
+        self.facts: Optional[RunFacts] = None
 
     def prepare(self, readonly: bool = False) -> List[RecopyItem]:
         self.options.validate()
@@ -196,7 +195,10 @@ class RecopyRun:
         all_rows = self.manifest.rows()
         rows = select_named(all_rows, self.tables, self.options.label('recopy')) if self.tables else []
         with connection_pair(self.source, self.target) as (src, tgt):
-            self.source_id = self.options.source_id or source_identity(src, self.source)
+            self.facts = read_facts(src, tgt, self.source, self.options.source_id,
+                                    self.options.source_schema,
+                                    [r.source_table for r in all_rows if r.migrated])
+            self.source_id = self.facts.source_id
             self.items = plan_recopy(src, tgt, rows, all_rows, self.options) if rows else []
             if self.drifted:
                 seen = {r.id for r in rows}
@@ -205,7 +207,7 @@ class RecopyRun:
                 from ansible_collections.icds.citus_migration.plugins.module_utils.copy import (
                     catchup)  # here: catchup builds on this module
                 self.catchup_items = catchup.plan_catchup(src, tgt, planned, self.options)
-            self._small_tables_on_citus(src, tgt)
+            self._small_tables_on_citus()
             problems = [i.error for i in self.items if i.error]
             if problems and self.options.stop_on_error and not readonly:
                 raise SelectionError('%d of %d tables cannot be re-copied, nothing was '
@@ -215,15 +217,12 @@ class RecopyRun:
                 ledger.ensure_ledger(tgt, self.options.ledger_schema)
         return self.items
 
-    def _small_tables_on_citus(self, src, tgt) -> None:
+    def _small_tables_on_citus(self) -> None:
         """Give each item the settings its copy by ``migrate`` would get."""
         items = self.items + [c.recopy for c in self.catchup_items]
-        on_citus = bool(items) and citus_version(tgt) is not None
-        tgt.rollback()
-        if not on_citus:
+        if not self.facts.target_is_citus:
             return
-        sizes = table_estimates(src, [i.row.source_table for i in items],
-                                self.options.source_schema)
+        sizes = self.facts.estimates
         for item in items:
             item.target_settings = small_table_settings(
                 True, sizes.get(item.row.source_table, (0, 0))[1],
@@ -236,10 +235,12 @@ class RecopyRun:
             return []
         from ansible_collections.icds.citus_migration.plugins.module_utils.copy import (
             catchup)  # here: catchup builds on this module
-        worker = catchup.Catchup(self.source, self.target, self.options, self.source_id,
-                                 self.runner, dry_run, self.on_result)
+        worker = catchup.Catchup(self.source, self.target, self.options, self.facts,
+                                 self.runner, dry_run, self.on_result,
+                                 default_error_log(self.manifest_path) if self.options.error_log is None
+                                 else self.options.error_log)
         with connection_pair(self.source, self.target) as (src, tgt):
-            catchup.prepare_catchup(worker, src, tgt, self.catchup_items, dry_run)
+            catchup.read_split_plans(worker, tgt, self.catchup_items)
         self.catchup_results = worker.run(self.catchup_items)
         return self.catchup_results
 
@@ -281,7 +282,7 @@ class RecopyRun:
         error_log = (default_error_log(self.manifest_path) if self.options.error_log is None
                      else self.options.error_log)
         started = time.monotonic()
-        src = tgt = None
+        conns = ConnectionPair(self.source, self.target)
         try:
             for item in self.items:
                 row = item.row
@@ -298,18 +299,11 @@ class RecopyRun:
                     continue
                 t0 = utc_now()
                 try:
-                    if src is None or src.closed:
-                        src = connect(self.source, 'source')
-                        src.set_session(readonly=True)
-                    if tgt is None or tgt.closed:
-                        tgt = connect(self.target, 'target')
+                    src, tgt = conns.ensure()
                     result = recopy_one(src, tgt, item, self.options, self.source_id,
                                         self.runner)
                 except MigrationError as exc:
-                    for conn in (src, tgt):
-                        if conn is not None:
-                            conn.close()
-                    src = tgt = None
+                    conns.reset()
                     self._log(item, exc, error_log)
                     report.results.append(TableResult(
                         row.id, row.source_table, row.target, 'errored', error=str(exc),
@@ -320,25 +314,14 @@ class RecopyRun:
                                             result.duration_s, self.runner)
                 report.results.append(result)
         finally:
-            for conn in (src, tgt):
-                if conn is not None and not conn.closed:
-                    conn.close()
+            conns.reset()
             report.elapsed_s = time.monotonic() - started
         return report
 
     def _log(self, item: RecopyItem, exc: MigrationError, error_log: str) -> None:
-        append_error(error_log, {
-            'time': utc_now(), 'manifest_id': item.row.id, 'source_table': item.row.source_table,
-            'target_table': item.row.target, 'date': item.row.date, 'part': None,
-            'sqlstate': getattr(exc, 'sqlstate', None), 'message': str(exc),
-            'detail': getattr(exc, 'detail', None), 'context': getattr(exc, 'context', None),
-            'hint': getattr(exc, 'hint', None),
-            'command': 'recopy: %s; COPY %s.%s TO STDOUT | COPY %s.%s FROM STDIN' % (
-                item.kind, self.options.source_schema, item.row.source_table,
-                self.options.target_schema, item.row.target),
-            'source': self.source.describe(), 'target': self.target.describe(),
-            'runner': self.runner,
-        })
+        log_failure(error_log, item.row, exc, 'recopy: %s; COPY %s.%s TO STDOUT | COPY %s.%s FROM STDIN' % (
+            item.kind, self.options.source_schema, item.row.source_table,
+            self.options.target_schema, item.row.target), None, self.source, self.target, self.runner)
 
     def close(self) -> None:
         if self.manifest is not None:

@@ -59,8 +59,16 @@ class Scope:
     target_only: bool
     predicate: Optional[str]  # the target rows (a CHECK expression of the source catalog)
     columns: List[str]  # compared columns, in the source's order
-    key: Optional[str] = None
+    key: Optional[str] = None  # the leading key column: segments are ranges of it
     key_type: Optional[str] = None
+    # every column of the key (a row's identity) and their types (format_type): the leading
+    # column alone need not be unique, e.g. PRIMARY KEY (supervisor_id, doc_id)
+    key_columns: Tuple[str, ...] = ()
+    key_types: Tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.key and not self.key_columns:
+            self.key_columns, self.key_types = (self.key,), (self.key_type,)
 
 
 @dataclass
@@ -84,12 +92,12 @@ class RangeDiff:
     or missing on the target) and keys to delete from the target (gone from the source)."""
 
     range: KeyRange
-    changed: List[str] = field(default_factory=list)
-    missing: List[str] = field(default_factory=list)
-    extra: List[str] = field(default_factory=list)
+    changed: List[Tuple[str, ...]] = field(default_factory=list)  # key column values, as text
+    missing: List[Tuple[str, ...]] = field(default_factory=list)
+    extra: List[Tuple[str, ...]] = field(default_factory=list)
 
     @property
-    def keys(self) -> List[str]:
+    def keys(self) -> List[Tuple[str, ...]]:
         return self.changed + self.missing + self.extra
 
     @property
@@ -235,24 +243,61 @@ def bucket_sums(side: Side, scope: Scope, which: str, bounds: Sequence[str],
 
 def row_hashes(side: Side, scope: Scope, which: str, span: KeyRange,
                bounds: Sequence[str] = (), only_buckets: Optional[Sequence[int]] = None
-               ) -> Dict[int, Dict[str, int]]:
-    """width bucket -> key text -> row hash of the rows in ``span`` (bucket 0 without
-    bounds); only the rows of ``only_buckets`` when given."""
+               ) -> Dict[int, Dict[Tuple[str, ...], int]]:
+    """width bucket -> key (every key column as text) -> row hash, for the rows in ``span``
+    (bucket 0 without bounds); only the rows of ``only_buckets`` when given."""
     table, only, fixed = _side_args(scope, which)
     conditions = [fixed, span.predicate()]
     if only_buckets is not None:
         conditions.append(sql.SQL('{} = ANY({})').format(_bucket(scope, bounds),
                                                         sql.Literal(list(only_buckets))))
-    query = sql.SQL('SELECT {b}, {k}::text, {h} FROM {rel}{where}').format(
-        b=_bucket(scope, bounds), k=sql.Identifier(scope.key), h=row_hash(scope.columns),
+    keys = sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in scope.key_columns)
+    query = sql.SQL('SELECT {b}, {h}, {k} FROM {rel}{where}').format(
+        b=_bucket(scope, bounds), k=keys, h=row_hash(scope.columns),
         rel=_relation(side.schema, table, only), where=_where(conditions))
-    out: Dict[int, Dict[str, int]] = {}
-    for bucket, key, value in side.fetch(query):
-        if key is None:
-            raise SideQueryFailed('%s: rows of %s have no value in the key column %s'
-                                  % (side.label, table, scope.key))
-        out.setdefault(bucket, {})[key] = int(value)
+    out: Dict[int, Dict[Tuple[str, ...], int]] = {}
+    for rec in side.fetch(query):
+        key = tuple(rec[2:])
+        if any(v is None for v in key):
+            raise SideQueryFailed('%s: rows of %s have no value in a key column (%s)'
+                                  % (side.label, table, ', '.join(scope.key_columns)))
+        out.setdefault(rec[0], {})[key] = int(rec[1])
     return out
+
+
+_KEY_COLUMNS_SQL = """
+SELECT array_agg(a.attname::text ORDER BY k.n), array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY k.n),
+       bool_and(a.attnotnull)
+FROM pg_catalog.pg_index i
+CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)
+JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+WHERE i.indrelid = to_regclass(%s) AND i.indisunique AND i.indisvalid AND i.indimmediate
+  AND i.indpred IS NULL AND i.indexprs IS NULL AND k.n <= i.indnkeyatts
+GROUP BY i.indexrelid, i.indisprimary, i.indnkeyatts
+ORDER BY i.indisprimary DESC, i.indnkeyatts, i.indexrelid
+"""
+
+
+def key_columns(cur, schema: str, table: str, leading: str) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+    """Every column of the unique key ``usable_key`` picked (led by ``leading``) and their types."""
+    cur.execute(_KEY_COLUMNS_SQL, (sql.SQL('{}.{}').format(sql.Identifier(schema), sql.Identifier(table)).as_string(cur),))
+    for names, types, not_null in cur.fetchall():
+        if not_null and names and names[0] == leading:
+            return tuple(names), tuple(types)
+    raise MigrationError('no unique NOT NULL key led by %s on %s.%s' % (leading, schema, table))
+
+
+def key_match(scope: Scope, keys: Sequence[Tuple[str, ...]]):
+    """The condition selecting the rows of these keys (every key column compared, typed)."""
+    for typ in scope.key_types:  # from format_type(): spliced into SQL as a type name
+        if not typ or ';' in typ or '--' in typ:
+            raise MigrationError('unexpected key column type %r of %s' % (typ, scope.source_table))
+    arrays = [sql.SQL('{}::{}[]').format(sql.Literal([k[i] for k in keys]), sql.SQL(typ))
+              for i, typ in enumerate(scope.key_types)]
+    if len(scope.key_columns) == 1:
+        return sql.SQL('{} = ANY({})').format(sql.Identifier(scope.key_columns[0]), arrays[0])
+    return sql.SQL('({}) IN (SELECT * FROM unnest({}))').format(
+        sql.SQL(', ').join(sql.Identifier(c) for c in scope.key_columns), sql.SQL(', ').join(arrays))
 
 
 def sub_bounds(side: Side, scope: Scope, within: KeyRange, parts: int) -> List[str]:
@@ -271,7 +316,8 @@ def sub_bounds(side: Side, scope: Scope, within: KeyRange, parts: int) -> List[s
     return [v for v in out if v != within.lo]
 
 
-def diff_rows(span: KeyRange, source: Dict[str, int], target: Dict[str, int]) -> RangeDiff:
+def diff_rows(span: KeyRange, source: Dict[Tuple[str, ...], int],
+              target: Dict[Tuple[str, ...], int]) -> RangeDiff:
     diff = RangeDiff(span)
     for key, value in source.items():
         other = target.get(key)
