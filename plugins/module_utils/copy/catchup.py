@@ -42,7 +42,8 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_co
 from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import ManifestRow
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate import compare
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
-    Comparer, Scope, Side, TableDrift, key_columns, planned_bounds, stored_bounds)
+    Comparer, Scope, Side, TableDrift, both, bucket_sums, family_sums, key_columns, planned_bounds,
+    stored_bounds)
 
 TEXT_KEY_TYPES = ('text', 'varchar', 'bpchar')
 
@@ -87,6 +88,29 @@ class CatchupItem:
     recopy: RecopyItem
     scope: Optional[Scope] = None
     skip: Optional[str] = None  # why nothing is compared (a partitioned source: no own rows)
+
+
+FAMILY_SCAN_MEMBERS = 64  # slices per target scan (CASE branches tried in order per row)
+
+
+def family_units(items: Sequence[CatchupItem]) -> List[List[CatchupItem]]:
+    """Items grouped for one target scan: the slices of one target table (drop-child children
+    and the parent's own rows) that compare the same columns, at most FAMILY_SCAN_MEMBERS at
+    a time; every other item alone. In the order of their first item."""
+    units: List[List[CatchupItem]] = []
+    open_units: Dict[tuple, List[CatchupItem]] = {}
+    for item in items:
+        scope = item.scope
+        if scope is None or item.recopy.error or item.skip or not scope.predicate:
+            units.append([item])
+            continue
+        key = (scope.target_table, scope.target_only, tuple(scope.columns))
+        unit = open_units.get(key)
+        if unit is None or len(unit) >= FAMILY_SCAN_MEMBERS:
+            unit = open_units[key] = []
+            units.append(unit)
+        unit.append(item)
+    return units
 
 
 def same_collation(src_conn, tgt_conn) -> bool:
@@ -174,20 +198,54 @@ class Catchup:
         self._log_ready = False  # the repair log (and ledger) exist: created before the first write
 
     def run(self, items: Sequence[CatchupItem]) -> List[CatchupResult]:
-        results: List[Optional[CatchupResult]] = [None] * len(items)
-        workers = max(1, min(self.options.parallel, len(items) or 1))
+        """Every item's result, in the order of ``items``."""
+        units = family_units(items)
+        workers = max(1, min(self.options.parallel, len(units) or 1))
+        done: Dict[int, CatchupResult] = {}
         try:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                futures = {pool.submit(self.one, item): i for i, item in enumerate(items)}
-                for fut, i in futures.items():
-                    results[i] = fut.result()
+                for fut in [pool.submit(self.unit, unit) for unit in units]:
+                    for res in fut.result():
+                        done[res.id] = res
         finally:
             for conn in self._all:
                 if isinstance(conn, ConnectionPair):
                     conn.reset()
                 elif not conn.closed:
                     conn.close()
-        return [r for r in results if r is not None]
+        return [done[i.recopy.row.id] for i in items if i.recopy.row.id in done]
+
+    def unit(self, items: Sequence[CatchupItem]) -> List[CatchupResult]:
+        """One table, or the slices of one target table compared with one target scan."""
+        if len(items) == 1:
+            return [self.one(items[0])]
+        try:
+            firsts = self._family_first_pass(items)
+        except MigrationError:
+            self._drop_connections()
+            firsts = [None] * len(items)  # each slice compared on its own (and its error reported)
+        return [self.one(item, first) for item, first in zip(items, firsts)]
+
+    def _bounds(self, side: Side, scope: Scope) -> List[str]:
+        bounds = stored_bounds(self.plans.get(scope.source_table), scope.key)
+        if bounds is None:
+            est_rows, nbytes = self.estimates.get(scope.source_table, (0, 0))
+            bounds = planned_bounds(side, scope, est_rows, nbytes // 8192)
+        return bounds
+
+    def _family_first_pass(self, items: Sequence[CatchupItem]) -> list:
+        """(bounds, (source sums, target sums)) of each slice: the sources one by one in a
+        thread while the target table is scanned once for all of them."""
+        src, src2, tgt = self._connections()
+        side_src = Side(src2, self.options.source_schema, 'source')
+        side_tgt = Side(tgt, self.options.target_schema, 'target', self.target_citus,
+                        items[0].recopy.target_settings)
+        scopes = [i.scope for i in items]
+        bounds = [self._bounds(side_src, sc) if sc.key else [] for sc in scopes]
+        sources, targets = both(
+            lambda: [bucket_sums(side_src, sc, 'source', b) for sc, b in zip(scopes, bounds)],
+            lambda: family_sums(side_tgt, scopes, bounds))
+        return [(b, (sm, tm)) for b, sm, tm in zip(bounds, sources, targets)]
 
     def _connections(self):
         """(source, second source, target) of this worker thread, (re)opened when needed."""
@@ -210,7 +268,7 @@ class Catchup:
         if self._local.side is not None and not self._local.side.closed:
             self._local.side.close()
 
-    def one(self, item: CatchupItem) -> CatchupResult:
+    def one(self, item: CatchupItem, first=None) -> CatchupResult:
         row = item.recopy.row
         result = CatchupResult(row.id, row.source_table, row.target, item.recopy.kind, 'equal')
         started = time.monotonic()
@@ -220,7 +278,7 @@ class Catchup:
             elif item.skip:
                 result.status, result.error = 'skipped', item.skip
             else:
-                self._catch_up(item, result)
+                self._catch_up(item, result, first)
         except MigrationError as exc:
             self._drop_connections()  # a connection may be broken or mid-transaction
             result.status, result.error = 'errored', str(exc)
@@ -233,21 +291,20 @@ class Catchup:
             self.on_result(result)
         return result
 
-    def _catch_up(self, item: CatchupItem, result: CatchupResult) -> None:
+    def _catch_up(self, item: CatchupItem, result: CatchupResult, first=None) -> None:
         src, src2, tgt = self._connections()
         scope = item.scope
         result.key = scope.key
         comparer = Comparer(Side(src2, self.options.source_schema, 'source'),
-                            Side(tgt, self.options.target_schema, 'target', self.target_citus),
+                            Side(tgt, self.options.target_schema, 'target', self.target_citus,
+                                 item.recopy.target_settings),
                             scope)
         if scope.key is None:
-            drift = comparer.whole()
+            drift = comparer.whole(first[1] if first else None)
+        elif first is not None:
+            drift = comparer.segments(first[0], first[1])
         else:
-            bounds = stored_bounds(self.plans.get(scope.source_table), scope.key)
-            if bounds is None:
-                est_rows, nbytes = self.estimates.get(scope.source_table, (0, 0))
-                bounds = planned_bounds(comparer.src, scope, est_rows, nbytes // 8192)
-            drift = comparer.segments(bounds)
+            drift = comparer.segments(self._bounds(comparer.src, scope))
         self._record_drift(result, drift)
         if not drift.differs:
             return

@@ -135,18 +135,24 @@ class Side:
     """One database seen through one connection: statements run in read-only transactions
     with stable text output (``compare.TEXT_SETTINGS``), rolled back after each query."""
 
-    def __init__(self, conn, schema: str, label: str, citus: bool = False):
+    def __init__(self, conn, schema: str, label: str, citus: bool = False,
+                 settings: Sequence[Tuple[str, str]] = ()):
         self.conn = conn
         self.schema = schema
         self.label = label
         self.citus = citus
+        self.settings = tuple(settings)  # e.g. one connection per worker for a small table
 
     def _prelude(self, cur) -> None:
-        cur.execute('SET TRANSACTION READ ONLY')
+        """Read only, stable text output (SET LOCAL: Citus propagates them to the workers with
+        propagate_set_commands = 'local'), in one round trip; the query goes in another one
+        (Citus refuses a distributed query in the same string as a propagated SET LOCAL)."""
+        statements = [sql.SQL('SET TRANSACTION READ ONLY')]
         if self.citus:
-            cur.execute("SET LOCAL citus.propagate_set_commands TO 'local'")
-        for name, value in TEXT_SETTINGS:  # one execute each: Citus refuses them combined
-            cur.execute(sql.SQL('SET LOCAL {} TO {}').format(sql.Identifier(name), sql.Literal(value)))
+            statements.append(sql.SQL("SET LOCAL citus.propagate_set_commands TO 'local'"))
+        statements.extend(sql.SQL('SET LOCAL {} TO {}').format(sql.Identifier(name), sql.Literal(value))
+                          for name, value in tuple(TEXT_SETTINGS) + self.settings)
+        cur.execute(sql.SQL('; ').join(statements))
 
     def fetch(self, query, args=None) -> list:
         try:
@@ -355,6 +361,32 @@ def planned_bounds(src: Side, scope: Scope, est_rows: int, nblocks: int) -> List
             src.conn.rollback()
 
 
+FAMILY_STRIDE = 1 << 20  # bucket numbers of member i of a family scan: i * FAMILY_STRIDE + bucket
+
+
+def family_sums(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[str]]
+                ) -> List[Dict[Optional[int], Tuple[int, int]]]:
+    """Per scope, its target sums per bucket, from ONE grouped scan of the shared target table:
+    the drop-child children of one parent (and the parent's own rows) are slices of the same
+    target table, told apart by their predicates (the slices do not overlap, as in compare).
+    All scopes share the target table, ``target_only`` and the compared columns."""
+    first = scopes[0]
+    branches = []
+    for i, (scope, cuts) in enumerate(zip(scopes, bounds)):
+        bucket = _bucket(scope, cuts) if scope.key else sql.SQL('0')
+        # the predicate is a CHECK expression from the source catalog (columns only), as in compare
+        branches.append(sql.SQL('WHEN ({}) THEN {} + {}').format(
+            sql.SQL(scope.predicate), sql.Literal(i * FAMILY_STRIDE), bucket))
+    query = sql.SQL('SELECT CASE {br} END, count(*), COALESCE(sum({h}), 0)::text FROM {rel} GROUP BY 1').format(
+        br=sql.SQL(' ').join(branches), h=row_hash(first.columns),
+        rel=_relation(side.schema, first.target_table, first.target_only))
+    out: List[Dict[Optional[int], Tuple[int, int]]] = [{} for _ in scopes]
+    for bucket, n, total in side.fetch(query):
+        if bucket is not None:  # rows of no compared slice (a sibling not compared now)
+            out[bucket // FAMILY_STRIDE][bucket % FAMILY_STRIDE] = (int(n), int(total))
+    return out
+
+
 class Comparer:
     """Compares one scope between ``src`` and ``tgt`` and narrows the drift to rows."""
 
@@ -363,20 +395,21 @@ class Comparer:
         self.src, self.tgt, self.scope = src, tgt, scope
         self.on_segment = on_segment
 
-    def whole(self) -> TableDrift:
+    def whole(self, first: Optional[Tuple[dict, dict]] = None) -> TableDrift:
         """A keyless table: count and hash of all its rows on each side."""
-        s, t = both(lambda: bucket_sums(self.src, self.scope, 'source', []),
-                    lambda: bucket_sums(self.tgt, self.scope, 'target', []))
+        s, t = first or both(lambda: bucket_sums(self.src, self.scope, 'source', []),
+                             lambda: bucket_sums(self.tgt, self.scope, 'target', []))
         sn, ss = s.get(0, (0, 0))
         tn, ts = t.get(0, (0, 0))
         return TableDrift(segments=1, differing_segments=int((sn, ss) != (tn, ts)),
                           source_rows=sn, target_rows=tn, whole=(sn, ss) != (tn, ts))
 
-    def segments(self, bounds: Sequence[str]) -> TableDrift:
-        """Compare every segment (one grouped scan per side), then narrow the differing ones."""
+    def segments(self, bounds: Sequence[str], first: Optional[Tuple[dict, dict]] = None) -> TableDrift:
+        """Compare every segment (one grouped scan per side; ``first``: the sums already
+        computed, by ``family_sums``), then narrow the differing ones."""
         scope = self.scope
-        s, t = both(lambda: bucket_sums(self.src, scope, 'source', bounds),
-                    lambda: bucket_sums(self.tgt, scope, 'target', bounds))
+        s, t = first or both(lambda: bucket_sums(self.src, scope, 'source', bounds),
+                             lambda: bucket_sums(self.tgt, scope, 'target', bounds))
         if None in t:
             raise SideQueryFailed('target: %s rows of %s have no value in the key column %s'
                                   % (t[None][0], scope.target_table, scope.key))
