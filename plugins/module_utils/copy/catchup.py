@@ -29,7 +29,6 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_con
     ConnParams, connect)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy import ledger
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.columns import read_columns_many
-from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import usable_key
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.range_repair import (
     RepairOutcome, ensure_repair_log, repair)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.recopy import (
@@ -42,8 +41,9 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_co
 from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import ManifestRow
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate import compare
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
-    Comparer, Scope, Side, TableDrift, both, bucket_sums, family_sums, key_columns, planned_bounds,
-    stored_bounds)
+    DIRECT_ROWS, ROW_BATCH_ROWS, Comparer, Scope, Side, TableDrift, both, bucket_sums, family_rows,
+    family_sums, hashable_types, planned_bounds, row_hashes, stored_bounds, sums_of, usable_keys)
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import KeyRange
 
 TEXT_KEY_TYPES = ('text', 'varchar', 'bpchar')
 
@@ -93,6 +93,10 @@ class CatchupItem:
 FAMILY_SCAN_MEMBERS = 64  # slices per target scan (CASE branches tried in order per row)
 
 
+def _totals(sums: Dict[object, tuple]) -> tuple:
+    return (sum(n for n, _s in sums.values()), sum(s for _n, s in sums.values()))
+
+
 def family_units(items: Sequence[CatchupItem]) -> List[List[CatchupItem]]:
     """Items grouped for one target scan: the slices of one target table (drop-child children
     and the parent's own rows) that compare the same columns, at most FAMILY_SCAN_MEMBERS at
@@ -104,7 +108,7 @@ def family_units(items: Sequence[CatchupItem]) -> List[List[CatchupItem]]:
         if scope is None or item.recopy.error or item.skip or not scope.predicate:
             units.append([item])
             continue
-        key = (scope.target_table, scope.target_only, tuple(scope.columns))
+        key = (scope.target_table, scope.target_only, tuple(scope.columns), scope.hash_mode)
         unit = open_units.get(key)
         if unit is None or len(unit) >= FAMILY_SCAN_MEMBERS:
             unit = open_units[key] = []
@@ -136,38 +140,53 @@ def plan_catchup(src_conn, tgt_conn, items: Sequence[RecopyItem], options: RunOp
         tgt_cols = read_columns_many(cur, options.target_schema, [i.row.target for i in items])
     tgt_conn.rollback()
     text_keys_ok = same_collation(src_conn, tgt_conn)
-    out = []
+    record_hash = all(server_version(c) >= 140000 for c in (src_conn, tgt_conn))
+    planned = [i for i in items if not i.error]
     with src_conn.cursor() as cur:
-        for item in items:
-            row = item.row
-            if item.error:
-                out.append(CatchupItem(item))
-                continue
-            scols, tcols = src_cols.get(row.source_table), tgt_cols.get(row.target)
-            if scols is None or tcols is None:
-                item.error = ("source table '%s' does not exist" % row.source_table if scols is None
-                              else "target table '%s' does not exist" % row.target)
-                out.append(CatchupItem(item))
-                continue
-            if scols[0].relkind == 'p':
-                out.append(CatchupItem(item, skip='partitioned on the source: its partitions '
-                                                  'hold its rows and are compared as their own rows'))
-                continue
-            columns = compare._common_columns([scols], tcols)
-            key = usable_key(cur, options.source_schema, row.source_table)
-            if key is not None and (key[0] not in columns or
-                                    (key[1] in TEXT_KEY_TYPES and not text_keys_ok)):
-                key = None
-            scope = Scope(row.source_table, row.target, item.kind, item.only, item.predicate,
-                          columns, key[0] if key else None, key[1] if key else None)
-            if key is not None:
-                scope.key_columns, scope.key_types = key_columns(cur, options.source_schema,
-                                                                 row.source_table, key[0])
-                if not set(scope.key_columns) <= set(columns):
-                    scope.key = scope.key_type = None
-            out.append(CatchupItem(item, scope))
+        keys = usable_keys(cur, options.source_schema, [i.row.source_table for i in planned])
     src_conn.rollback()
+    hashable: set = set()
+    if record_hash:
+        with src_conn.cursor() as cur:
+            hashable = hashable_types(cur, [c.type_name for cols in src_cols.values() for c in cols])
+        src_conn.rollback()
+    out = []
+    for item in items:
+        row = item.row
+        if item.error:
+            out.append(CatchupItem(item))
+            continue
+        scols, tcols = src_cols.get(row.source_table), tgt_cols.get(row.target)
+        if scols is None or tcols is None:
+            item.error = ("source table '%s' does not exist" % row.source_table if scols is None
+                          else "target table '%s' does not exist" % row.target)
+            out.append(CatchupItem(item))
+            continue
+        if scols[0].relkind == 'p':
+            out.append(CatchupItem(item, skip='partitioned on the source: its partitions '
+                                              'hold its rows and are compared as their own rows'))
+            continue
+        columns = compare._common_columns([scols], tcols)
+        scope = Scope(row.source_table, row.target, item.kind, item.only, item.predicate, columns)
+        key = keys.get(row.source_table)
+        if key is not None and set(key.columns) <= set(columns) and (
+                key.type_name not in TEXT_KEY_TYPES or text_keys_ok):
+            scope.key, scope.key_type = key.column, key.type_name
+            scope.key_columns, scope.key_types = key.columns, key.types
+        src_types = {c.name: c.type_name for c in scols}
+        tgt_types = {c.name: c.type_name for c in tcols}
+        if record_hash and all(src_types[c] == tgt_types[c] and src_types[c] in hashable for c in columns):
+            scope.hash_mode = 'record'
+        out.append(CatchupItem(item, scope))
     return out
+
+
+def server_version(conn) -> int:
+    with conn.cursor() as cur:
+        cur.execute("SELECT current_setting('server_version_num')::int")
+        version = cur.fetchone()[0]
+    conn.rollback()
+    return version
 
 
 class _Conns(threading.local):
@@ -226,6 +245,11 @@ class Catchup:
             firsts = [None] * len(items)  # each slice compared on its own (and its error reported)
         return [self.one(item, first) for item, first in zip(items, firsts)]
 
+    def _small(self, scope: Scope) -> bool:
+        """Small enough to be read row by row at once (and not copied in key ranges)."""
+        return (self.estimates.get(scope.source_table, (0, 0))[0] <= DIRECT_ROWS
+                and scope.source_table not in self.plans)
+
     def _bounds(self, side: Side, scope: Scope) -> List[str]:
         bounds = stored_bounds(self.plans.get(scope.source_table), scope.key)
         if bounds is None:
@@ -234,8 +258,10 @@ class Catchup:
         return bounds
 
     def _family_first_pass(self, items: Sequence[CatchupItem]) -> list:
-        """(bounds, (source sums, target sums)) of each slice: the sources one by one in a
-        thread while the target table is scanned once for all of them."""
+        """(bounds, (source sums, target sums), prefetched rows or None) of each slice: the
+        sources one by one in a thread while the target table is scanned once for all of
+        them; then, when the differing slices are small enough, their rows read the same way
+        (one more target scan) for the row-level diff."""
         src, src2, tgt = self._connections()
         side_src = Side(src2, self.options.source_schema, 'source')
         side_tgt = Side(tgt, self.options.target_schema, 'target', self.target_citus,
@@ -245,7 +271,18 @@ class Catchup:
         sources, targets = both(
             lambda: [bucket_sums(side_src, sc, 'source', b) for sc, b in zip(scopes, bounds)],
             lambda: family_sums(side_tgt, scopes, bounds))
-        return [(b, (sm, tm)) for b, sm, tm in zip(bounds, sources, targets)]
+        firsts = [[b, (sm, tm), None] for b, sm, tm in zip(bounds, sources, targets)]
+        differing = [i for i, (sm, tm) in enumerate(zip(sources, targets)) if scopes[i].key and sm != tm]
+        rows = sum(max(_totals(sources[i])[0], _totals(targets[i])[0]) for i in differing)
+        same_key = len({scopes[i].key_columns for i in differing}) == 1
+        if differing and same_key and rows <= ROW_BATCH_ROWS:
+            src_rows, tgt_rows = both(
+                lambda: [row_hashes(side_src, scopes[i], 'source', KeyRange(scopes[i].key), bounds[i])
+                         for i in differing],
+                lambda: family_rows(side_tgt, scopes, bounds, differing))
+            for i, srows in zip(differing, src_rows):
+                firsts[i][2] = (srows, tgt_rows[i])
+        return firsts
 
     def _connections(self):
         """(source, second source, target) of this worker thread, (re)opened when needed."""
@@ -302,7 +339,13 @@ class Catchup:
         if scope.key is None:
             drift = comparer.whole(first[1] if first else None)
         elif first is not None:
+            comparer.prefetched = first[2]
             drift = comparer.segments(first[0], first[1])
+        elif self._small(scope):  # one row-level read per side: no second pass when it differs
+            rows = both(lambda: row_hashes(comparer.src, scope, 'source', KeyRange(scope.key)),
+                        lambda: row_hashes(comparer.tgt, scope, 'target', KeyRange(scope.key)))
+            comparer.prefetched = rows
+            drift = comparer.segments([], (sums_of(rows[0]), sums_of(rows[1])))
         else:
             drift = comparer.segments(self._bounds(comparer.src, scope))
         self._record_drift(result, drift)
