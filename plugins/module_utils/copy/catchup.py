@@ -30,7 +30,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_con
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy import ledger
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.columns import read_columns_many
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.range_repair import (
-    RepairOutcome, ensure_repair_log, repair)
+    RepairOutcome, ensure_repair_log, repair, repair_rows)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.recopy import (
     RecopyItem, recopy_one)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.runner import RunOptions
@@ -42,7 +42,8 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.stor
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate import compare
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
     DIRECT_ROWS, ROW_BATCH_ROWS, Comparer, Scope, Side, TableDrift, both, bucket_sums, family_rows,
-    family_sums, hashable_types, planned_bounds, row_hashes, stored_bounds, sums_of, usable_keys)
+    family_sums, hashable_types, multiset_diff, physical_rows, planned_bounds, row_hashes, stored_bounds,
+    sums_of, usable_keys)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import KeyRange
 
 TEXT_KEY_TYPES = ('text', 'varchar', 'bpchar')
@@ -90,6 +91,7 @@ class CatchupItem:
     skip: Optional[str] = None  # why nothing is compared (a partitioned source: no own rows)
 
 
+KEYLESS_ROWS = 500000  # a keyless table up to this size is repaired row by row, a bigger one re-copied
 FAMILY_SCAN_MEMBERS = 64  # slices per target scan (CASE branches tried in order per row)
 
 
@@ -214,6 +216,7 @@ class Catchup:
         self.estimates: Dict[str, tuple] = facts.estimates
         self.plans: Dict[str, List[str]] = {}
         self.target_citus = facts.target_is_citus
+        self.citus_tables: set = set()  # target tables Citus distributes (or replicates)
         self._log_ready = False  # the repair log (and ledger) exist: created before the first write
 
     def run(self, items: Sequence[CatchupItem]) -> List[CatchupResult]:
@@ -244,6 +247,13 @@ class Catchup:
             self._drop_connections()
             firsts = [None] * len(items)  # each slice compared on its own (and its error reported)
         return [self.one(item, first) for item, first in zip(items, firsts)]
+
+    def _rows_repairable(self, scope: Scope, drift: TableDrift) -> bool:
+        """A keyless table is repaired row by row (matched by row hash) when its target is a
+        plain table (ctid identifies a row; not on a Citus distributed or reference table)
+        and it is small enough to read its row hashes; else it is copied again whole."""
+        return (scope.target_table not in self.citus_tables
+                and max(drift.source_rows, drift.target_rows) <= KEYLESS_ROWS)
 
     def _small(self, scope: Scope) -> bool:
         """Small enough to be read row by row at once (and not copied in key ranges)."""
@@ -358,7 +368,7 @@ class Catchup:
             if not self._log_ready:
                 ensure_repair_log(tgt, self.options.ledger_schema)
                 self._log_ready = True
-        if scope.key is None:
+        if scope.key is None and not self._rows_repairable(scope, drift):
             done = recopy_one(src, tgt, item.recopy, self.options, self.source_id, self.runner)
             result.status = 'recopied'
             result.rows_copied = done.rows or 0
@@ -368,8 +378,16 @@ class Catchup:
         task = item.recopy.task(self.options)
         mapping, _partitioned = resolve(src, tgt, task)
         try:
-            outcome = repair(src, tgt, task, scope, mapping, drift.ranges,
-                             self.options.ledger_schema, self.source_id, self.runner, ByteCounter())
+            if scope.key is None:
+                copy, delete = multiset_diff(*both(
+                    lambda: physical_rows(comparer.src, scope, 'source'),
+                    lambda: physical_rows(comparer.tgt, scope, 'target')))
+                result.rows_to_repair = len(copy) + len(delete)
+                outcome = repair_rows(src, tgt, task, scope, mapping, copy, delete,
+                                      self.options.ledger_schema, self.source_id, self.runner)
+            else:
+                outcome = repair(src, tgt, task, scope, mapping, drift.ranges,
+                                 self.options.ledger_schema, self.source_id, self.runner, ByteCounter())
         except CopyFailed as exc:
             if exc.sqlstate == '42501' and exc.side == 'target':
                 exc.args = (str(exc).replace('(the target role needs INSERT on it)',
@@ -399,10 +417,16 @@ class Catchup:
 
 
 def read_split_plans(catchup: Catchup, tgt_conn, items: Sequence[CatchupItem]) -> None:
-    """The stored split plans of the compared tables (their key ranges are the segments)."""
+    """The stored split plans of the compared tables (their key ranges are the segments), and
+    which target tables Citus distributes."""
     names = [i.recopy.row.source_table for i in items if i.scope is not None]
     with tgt_conn.cursor() as cur:
         if names and ledger.split_plan_table_exists(cur, catchup.options.ledger_schema):
             catchup.plans = ledger.split_plans(cur, catchup.options.ledger_schema,
                                                catchup.source_id, names)
+        if catchup.target_citus:
+            cur.execute('SELECT c.relname FROM pg_dist_partition p JOIN pg_catalog.pg_class c ON c.oid = p.logicalrelid '
+                        'JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s',
+                        (catchup.options.target_schema,))
+            catchup.citus_tables = {r[0] for r in cur.fetchall()}
     tgt_conn.rollback()

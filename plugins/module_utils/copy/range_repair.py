@@ -110,6 +110,72 @@ def repair_statements(scope: Scope, mapping: ColumnMapping, source_schema: str,
     return lock, delete, copy_out, copy_in
 
 
+def _qualified_hash(alias: str, scope: Scope):
+    row = sql.SQL('ROW({})').format(sql.SQL(', ').join(sql.Identifier(alias, c) for c in scope.columns))
+    if scope.hash_mode == 'record':
+        return sql.SQL('hash_record_extended({}, 0)').format(row)
+    return sql.SQL('hashtextextended({}::text, 0)').format(row)
+
+
+def repair_rows(src_conn, tgt_conn, task: CopyTask, scope: Scope, mapping: ColumnMapping,
+                copy: Sequence[Tuple[int, str, int]], delete: Sequence[Tuple[int, str, int]],
+                ledger_schema: str, source_id: str, runner: str) -> RepairOutcome:
+    """A keyless table: delete the target rows in excess and copy the source rows missing,
+    matched by (tableoid, ctid) AND row hash (a row changed since it was read is left for the
+    next catch-up), in ONE target transaction under the same lock as ``repair``."""
+    target = sql.SQL('{}.{}').format(sql.Identifier(task.target_schema), sql.Identifier(scope.target_table))
+    cols = sql.SQL(', ').join(sql.Identifier(c) for c in mapping.columns)
+    fmt = sql.SQL('(FORMAT binary)' if mapping.binary else '(FORMAT text)')
+    delete_sql = sql.SQL('DELETE FROM {}{} AS icds_t USING unnest({}::oid[], {}::tid[], {}::int8[]) '
+                         'AS icds_d(icds_oid, icds_tid, icds_hash) WHERE icds_t.tableoid = icds_d.icds_oid '
+                         'AND icds_t.ctid = icds_d.icds_tid AND {} = icds_d.icds_hash').format(
+        sql.SQL('ONLY ') if scope.target_only else sql.SQL(''), target,
+        sql.Literal([d[0] for d in delete]), sql.Literal([d[1] for d in delete]),
+        sql.Literal([d[2] for d in delete]), _qualified_hash('icds_t', scope))
+    copy_out = sql.SQL('COPY (SELECT {} FROM ONLY {}.{} AS icds_s JOIN unnest({}::tid[], {}::int8[]) '
+                       'AS icds_d(icds_tid, icds_hash) ON icds_s.ctid = icds_d.icds_tid AND {} = icds_d.icds_hash) '
+                       'TO STDOUT {}').format(
+        sql.SQL(', ').join(sql.Identifier('icds_s', c) for c in mapping.columns),
+        sql.Identifier(task.source_schema), sql.Identifier(scope.source_table),
+        sql.Literal([c[1] for c in copy]), sql.Literal([c[2] for c in copy]),
+        _qualified_hash('icds_s', scope), fmt)
+    copy_in = sql.SQL('COPY {} ({}) FROM STDIN {}').format(target, cols, fmt)
+    tcur = tgt_conn.cursor()
+    outcome = RepairOutcome()
+    try:
+        configure_target_transaction(tcur, task)
+        ledger.try_lock(tcur, source_id, task.source_table, '', wait=True)
+        tcur.execute(sql.SQL('LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE').format(target))
+        deleted = copied = 0
+        if delete:
+            tcur.execute(delete_sql)
+            deleted = max(0, tcur.rowcount)
+        if copy:
+            src_conn.rollback()
+            src_rows, tgt_rows = stream_copy(src_conn, tcur, copy_out, copy_in, ByteCounter())
+            copied = tgt_rows if tgt_rows is not None else (src_rows or 0)
+        _log(tcur, ledger_schema, source_id, task, ['rows: %d to delete, %d to copy (no usable key)'
+                                                    % (len(delete), len(copy))], deleted, copied, runner)
+        if os.environ.get(FAULT_ENV) == 'repair_before_commit':  # test-only crash point
+            os.kill(os.getpid(), signal.SIGKILL)
+        tgt_conn.commit()
+    except BaseException as exc:
+        raise abort_target(tgt_conn, exc)
+    finally:
+        tcur.close()
+    outcome.transactions, outcome.ranges = 1, 1
+    outcome.rows_deleted, outcome.rows_copied = deleted, copied
+    return outcome
+
+
+def _log(tcur, ledger_schema: str, source_id: str, task: CopyTask, ranges: List[str], deleted: int,
+         copied: int, runner: str) -> None:
+    tcur.execute(sql.SQL('INSERT INTO {} (source_id, source_table, target_table, ranges, '
+                         'rows_deleted, rows_copied, runner) VALUES (%s, %s, %s, %s, %s, %s, %s)')
+                 .format(_repairs_table(ledger_schema)),
+                 (source_id, task.source_table, task.target_table, ranges, deleted, copied, runner))
+
+
 def repair(src_conn, tgt_conn, task: CopyTask, scope: Scope, mapping: ColumnMapping,
            ranges: Sequence[RangeDiff], ledger_schema: str, source_id: str, runner: str,
            counter: Optional[ByteCounter] = None) -> RepairOutcome:
@@ -133,11 +199,8 @@ def repair(src_conn, tgt_conn, task: CopyTask, scope: Scope, mapping: ColumnMapp
                 raise CopyFailed('row count mismatch: source sent %d rows, target received %d'
                                  % (src_rows, tgt_rows))
             copied = tgt_rows if tgt_rows is not None else (src_rows or 0)
-            tcur.execute(sql.SQL('INSERT INTO {} (source_id, source_table, target_table, ranges, '
-                                 'rows_deleted, rows_copied, runner) VALUES (%s, %s, %s, %s, %s, %s, %s)')
-                         .format(_repairs_table(ledger_schema)),
-                         (source_id, task.source_table, task.target_table,
-                          [rng.range.encode() for rng in batch], deleted, copied, runner))
+            _log(tcur, ledger_schema, source_id, task, [rng.range.encode() for rng in batch],
+                 deleted, copied, runner)
             if os.environ.get(FAULT_ENV) == 'repair_before_commit':  # test-only crash point
                 os.kill(os.getpid(), signal.SIGKILL)
             tgt_conn.commit()

@@ -458,6 +458,33 @@ def family_rows(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[s
     return out
 
 
+def physical_rows(side: Side, scope: Scope, which: str) -> List[Tuple[int, str, int]]:
+    """(tableoid, ctid, row hash) of every row of a keyless scope on one side."""
+    table, only, fixed = _side_args(scope, which)
+    query = sql.SQL('SELECT tableoid::int8, ctid::text, {h} FROM {rel}{where}').format(
+        h=row_hash(scope.columns, scope.hash_mode), rel=_relation(side.schema, table, only),
+        where=_where([fixed]))
+    return [(int(o), c, int(h)) for o, c, h in side.fetch(query)]
+
+
+def multiset_diff(source: Sequence[Tuple[int, str, int]], target: Sequence[Tuple[int, str, int]]
+                  ) -> Tuple[List[Tuple[int, str, int]], List[Tuple[int, str, int]]]:
+    """Rows of a keyless table to copy (source rows a target twin lacks) and to delete
+    (target rows in excess), matched by row hash with their multiplicity."""
+    by_hash: Dict[int, List[Tuple[int, str, int]]] = {}
+    for rec in target:
+        by_hash.setdefault(rec[2], []).append(rec)
+    copy: List[Tuple[int, str, int]] = []
+    for rec in source:
+        twins = by_hash.get(rec[2])
+        if twins:
+            twins.pop()
+        else:
+            copy.append(rec)
+    delete = [rec for recs in by_hash.values() for rec in recs]
+    return copy, delete
+
+
 def sums_of(rows: Dict[int, Dict[Tuple[str, ...], int]]) -> Dict[int, Tuple[int, int]]:
     """Bucket sums computed from row hashes (what bucket_sums returns for the same rows)."""
     return {b: (len(hashes), sum(hashes.values())) for b, hashes in rows.items()}
