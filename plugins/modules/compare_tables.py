@@ -78,7 +78,7 @@ options:
   repair:
     description:
       - With O(segments), replace the rows that differ on the target (only those rows; a table
-        without a usable key is copied again whole), a batch of ranges per target transaction
+        without a usable key is matched by row hash, or copied again whole on a Citus table), a batch of ranges per target transaction
         under a short C(SHARE ROW EXCLUSIVE) lock of the target table. Safe while the mirrors
         write (see docs/runbook.md). In check mode nothing is written.
     type: bool

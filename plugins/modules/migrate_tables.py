@@ -128,8 +128,9 @@ options:
         the same time), narrow the differing segments down to the rows and replace only those
         rows on the target, a batch of ranges per target transaction that holds a short
         C(SHARE ROW EXCLUSIVE) lock on the target table (see docs/runbook.md for the guarantee
-        beside mirrored writes). A table without a usable key is compared as a whole and
-        copied again, as O(recopy), only when it differs.
+        beside mirrored writes). A table without a usable key is compared as a whole and, only
+        when it differs, repaired row by row (matched by row hash; a plain target table) or
+        copied again, as O(recopy) (a Citus distributed or reference table, or a big one).
       - O(parallel) tables are compared and repaired at once.
       - In check mode the drift is compared and returned, nothing is written.
     type: bool
@@ -204,7 +205,7 @@ copied:
   type: int
   sample: 220
 recopied:
-  description: Tables re-copied whole (O(recopy), and drifted tables without a usable key), as the CLI's C(recopied).
+  description: Tables re-copied whole (O(recopy), and drifted tables without a usable key that cannot be repaired row by row), as the CLI's C(recopied).
   returned: when recopy or recopy_drifted is set
   type: int
   sample: 1

@@ -126,6 +126,7 @@ def test_failed_recopy_leaves_the_old_slice(copied):
 @pytest.mark.parametrize('args,needle', [
     (['--recopy', 'no_such'], "table 'no_such' is not in the manifest"),
     (['--recopy', 'agg_awc', '--table', 'agg_awc'], 'drop --table'),
+    (['--recopy', 'agg_awc', '--parallel', '2'], '--recopy re-copies the named tables one at a time: drop --parallel'),
 ])
 def test_recopy_refusals(copied, args, needle):
     res = run_cli(['migrate', '--yes'] + cli_conn_args(copied) + [copied.manifest] + args)

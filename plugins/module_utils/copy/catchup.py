@@ -30,7 +30,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_con
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy import ledger
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.columns import read_columns_many
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.range_repair import (
-    RepairOutcome, ensure_repair_log, repair, repair_rows)
+    RepairJob, RepairOutcome, ensure_repair_log, repair, repair_many, repair_rows)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.recopy import (
     RecopyItem, recopy_one)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.runner import RunOptions
@@ -246,7 +246,36 @@ class Catchup:
         except MigrationError:
             self._drop_connections()
             firsts = [None] * len(items)  # each slice compared on its own (and its error reported)
-        return [self.one(item, first) for item, first in zip(items, firsts)]
+        deferred: list = []  # (item, result, drift) of slices to repair together
+        results = [self.one(item, first, deferred) for item, first in zip(items, firsts)]
+        if deferred:
+            self._repair_together(deferred)
+        return results
+
+    def _repair_together(self, deferred: list) -> None:
+        """The differing rows of several slices of one target table, batched into shared
+        target transactions (one lock and commit for many slices with few changes each)."""
+        started = time.monotonic()
+        try:
+            src, _src2, tgt = self._connections()
+            jobs = []
+            for item, _result, drift in deferred:
+                task = item.recopy.task(self.options)
+                jobs.append(RepairJob(task, item.scope, resolve(src, tgt, task)[0], drift.ranges))
+            outcomes = repair_many(src, tgt, jobs, self.options.ledger_schema, self.source_id,
+                                   self.runner, ByteCounter())
+        except MigrationError as exc:
+            self._drop_connections()
+            outcomes = [exc] * len(deferred)
+        share = (time.monotonic() - started) / len(deferred)
+        for (item, result, _drift), outcome in zip(deferred, outcomes):
+            if isinstance(outcome, MigrationError):
+                self._failed(item, result, outcome)
+            else:
+                self._record_repair(result, outcome)
+            result.seconds = round(result.seconds + share, 3)
+            if self.on_result is not None:
+                self.on_result(result)
 
     def _rows_repairable(self, scope: Scope, drift: TableDrift) -> bool:
         """A keyless table is repaired row by row (matched by row hash) when its target is a
@@ -315,30 +344,39 @@ class Catchup:
         if self._local.side is not None and not self._local.side.closed:
             self._local.side.close()
 
-    def one(self, item: CatchupItem, first=None) -> CatchupResult:
+    def one(self, item: CatchupItem, first=None, deferred: Optional[list] = None) -> CatchupResult:
+        """Compare one row and repair it (``deferred``: leave its range repair to the caller,
+        which repairs several slices together and then reports them)."""
         row = item.recopy.row
         result = CatchupResult(row.id, row.source_table, row.target, item.recopy.kind, 'equal')
         started = time.monotonic()
+        waiting = False
         try:
             if item.recopy.error:
                 result.status, result.error = 'errored', item.recopy.error
             elif item.skip:
                 result.status, result.error = 'skipped', item.skip
             else:
-                self._catch_up(item, result, first)
+                waiting = self._catch_up(item, result, first, deferred)
         except MigrationError as exc:
             self._drop_connections()  # a connection may be broken or mid-transaction
-            result.status, result.error = 'errored', str(exc)
-            result.sqlstate = getattr(exc, 'sqlstate', None)
-            if self.error_log:
-                log_failure(self.error_log, row, exc, 'catch-up: compare and repair %s -> %s' % (
-                    row.source_table, row.target), None, self.source, self.target, self.runner)
+            self._failed(item, result, exc)
         result.seconds = round(time.monotonic() - started, 3)
-        if self.on_result is not None:
+        if self.on_result is not None and not waiting:
             self.on_result(result)
         return result
 
-    def _catch_up(self, item: CatchupItem, result: CatchupResult, first=None) -> None:
+    def _failed(self, item: CatchupItem, result: CatchupResult, exc: MigrationError) -> None:
+        row = item.recopy.row
+        result.status, result.error = 'errored', str(exc)
+        result.sqlstate = getattr(exc, 'sqlstate', None)
+        if self.error_log:
+            log_failure(self.error_log, row, exc, 'catch-up: compare and repair %s -> %s' % (
+                row.source_table, row.target), None, self.source, self.target, self.runner)
+
+    def _catch_up(self, item: CatchupItem, result: CatchupResult, first=None,
+                  deferred: Optional[list] = None) -> bool:
+        """Compare, then repair; True when the repair was left to the caller (``deferred``)."""
         src, src2, tgt = self._connections()
         scope = item.scope
         result.key = scope.key
@@ -360,10 +398,10 @@ class Catchup:
             drift = comparer.segments(self._bounds(comparer.src, scope))
         self._record_drift(result, drift)
         if not drift.differs:
-            return
+            return False
         if self.dry_run:
             result.status = 'drifted'
-            return
+            return False
         with self._lock:
             if not self._log_ready:
                 ensure_repair_log(tgt, self.options.ledger_schema)
@@ -374,7 +412,10 @@ class Catchup:
             result.rows_copied = done.rows or 0
             result.rows_deleted = drift.target_rows
             result.transactions = 1
-            return
+            return False
+        if deferred is not None and scope.key is not None:
+            deferred.append((item, result, drift))
+            return True
         task = item.recopy.task(self.options)
         mapping, _partitioned = resolve(src, tgt, task)
         try:
@@ -394,6 +435,7 @@ class Catchup:
                                              '(repairing needs SELECT, INSERT, DELETE and LOCK on it)'),)
             raise
         self._record_repair(result, outcome)
+        return False
 
     @staticmethod
     def _record_drift(result: CatchupResult, drift: TableDrift) -> None:

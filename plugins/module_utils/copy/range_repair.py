@@ -80,16 +80,12 @@ def ensure_repair_log(conn, schema: str) -> None:
 
 def batches(ranges: Sequence[RangeDiff], limit: int = REPAIR_BATCH_ROWS) -> List[List[RangeDiff]]:
     """Whole ranges grouped into batches of at most ``limit`` keys (a bigger range alone)."""
-    out: List[List[RangeDiff]] = []
-    size = 0
-    for rng in ranges:
-        if out and size + rng.rows <= limit:
-            out[-1].append(rng)
-            size += rng.rows
-        else:
-            out.append([rng])
-            size = rng.rows
-    return out
+    return [[rng for _j, rng in batch] for batch in _piece_batches([(0, r) for r in ranges], limit)]
+
+
+def lock_statement(target_schema: str, target_table: str):
+    return sql.SQL('LOCK TABLE {}.{} IN SHARE ROW EXCLUSIVE MODE').format(
+        sql.Identifier(target_schema), sql.Identifier(target_table))
 
 
 def repair_statements(scope: Scope, mapping: ColumnMapping, source_schema: str,
@@ -97,7 +93,7 @@ def repair_statements(scope: Scope, mapping: ColumnMapping, source_schema: str,
     """(LOCK, DELETE, COPY TO on the source, COPY FROM on the target) for these keys."""
     wanted = key_match(scope, keys)
     target = sql.SQL('{}.{}').format(sql.Identifier(target_schema), sql.Identifier(scope.target_table))
-    lock = sql.SQL('LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE').format(target)
+    lock = lock_statement(target_schema, scope.target_table)
     # the predicate is a CHECK expression from the source catalog (columns only), as in compare
     slice_ = sql.SQL('({}) AND ').format(sql.SQL(scope.predicate)) if scope.predicate else sql.SQL('')
     delete = sql.SQL('DELETE FROM {}{} WHERE {}{}').format(
@@ -145,7 +141,7 @@ def repair_rows(src_conn, tgt_conn, task: CopyTask, scope: Scope, mapping: Colum
     try:
         configure_target_transaction(tcur, task)
         ledger.try_lock(tcur, source_id, task.source_table, '', wait=True)
-        tcur.execute(sql.SQL('LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE').format(target))
+        tcur.execute(lock_statement(task.target_schema, scope.target_table))
         deleted = copied = 0
         if delete:
             tcur.execute(delete_sql)
@@ -176,31 +172,60 @@ def _log(tcur, ledger_schema: str, source_id: str, task: CopyTask, ranges: List[
                  (source_id, task.source_table, task.target_table, ranges, deleted, copied, runner))
 
 
+@dataclass
+class RepairJob:
+    """The differing ranges of one manifest row (jobs repaired together share a target table)."""
+
+    task: CopyTask
+    scope: Scope
+    mapping: ColumnMapping
+    ranges: Sequence[RangeDiff]
+
+
 def repair(src_conn, tgt_conn, task: CopyTask, scope: Scope, mapping: ColumnMapping,
            ranges: Sequence[RangeDiff], ledger_schema: str, source_id: str, runner: str,
            counter: Optional[ByteCounter] = None) -> RepairOutcome:
     """Replace the differing rows of ``ranges`` on the target, one transaction per batch."""
-    outcome = RepairOutcome()
+    return repair_many(src_conn, tgt_conn, [RepairJob(task, scope, mapping, ranges)],
+                       ledger_schema, source_id, runner, counter)[0]
+
+
+def repair_many(src_conn, tgt_conn, jobs: Sequence[RepairJob], ledger_schema: str, source_id: str,
+                runner: str, counter: Optional[ByteCounter] = None) -> List[RepairOutcome]:
+    """Replace the differing rows of several rows' ranges on their (one) target table: whole
+    ranges batched up to REPAIR_BATCH_ROWS keys per target transaction, so the slices of a
+    drop-child parent with a few changed rows each are repaired under one lock and commit.
+    Each range is repaired or untouched; a failed batch leaves all of its ranges untouched."""
+    outcomes = [RepairOutcome() for _ in jobs]
     counter = counter or ByteCounter()
-    for batch in batches(ranges):
-        keys = [k for rng in batch for k in rng.keys]
-        lock, delete, copy_out, copy_in = repair_statements(
-            scope, mapping, task.source_schema, task.target_schema, keys)
+    pieces = [(j, rng) for j, job in enumerate(jobs) for rng in job.ranges]
+    for batch in _piece_batches(pieces):
+        members = sorted({j for j, _rng in batch}, key=lambda j: jobs[j].task.source_table)
+        first = jobs[members[0]]
         tcur = tgt_conn.cursor()
+        done = {}
         try:
-            configure_target_transaction(tcur, task)
-            ledger.try_lock(tcur, source_id, task.source_table, '', wait=True)
-            tcur.execute(lock)
-            tcur.execute(delete)
-            deleted = max(0, tcur.rowcount)
-            src_conn.rollback()  # the source snapshot of the COPY starts after the lock
-            src_rows, tgt_rows = stream_copy(src_conn, tcur, copy_out, copy_in, counter)
-            if src_rows is not None and tgt_rows is not None and src_rows != tgt_rows:
-                raise CopyFailed('row count mismatch: source sent %d rows, target received %d'
-                                 % (src_rows, tgt_rows))
-            copied = tgt_rows if tgt_rows is not None else (src_rows or 0)
-            _log(tcur, ledger_schema, source_id, task, [rng.range.encode() for rng in batch],
-                 deleted, copied, runner)
+            configure_target_transaction(tcur, first.task)
+            for j in members:  # in name order: two runners never wait for each other in a cycle
+                ledger.try_lock(tcur, source_id, jobs[j].task.source_table, '', wait=True)
+            tcur.execute(lock_statement(first.task.target_schema, first.scope.target_table))
+            for j in members:
+                job = jobs[j]
+                ranges = [rng for i, rng in batch if i == j]
+                keys = [k for rng in ranges for k in rng.keys]
+                _lock, delete, copy_out, copy_in = repair_statements(
+                    job.scope, job.mapping, job.task.source_schema, job.task.target_schema, keys)
+                tcur.execute(delete)
+                deleted = max(0, tcur.rowcount)
+                src_conn.rollback()  # the source snapshot of the COPY starts after the lock
+                src_rows, tgt_rows = stream_copy(src_conn, tcur, copy_out, copy_in, counter)
+                if src_rows is not None and tgt_rows is not None and src_rows != tgt_rows:
+                    raise CopyFailed('row count mismatch: source sent %d rows, target received %d'
+                                     % (src_rows, tgt_rows))
+                copied = tgt_rows if tgt_rows is not None else (src_rows or 0)
+                _log(tcur, ledger_schema, source_id, job.task, [rng.range.encode() for rng in ranges],
+                     deleted, copied, runner)
+                done[j] = (len(ranges), deleted, copied)
             if os.environ.get(FAULT_ENV) == 'repair_before_commit':  # test-only crash point
                 os.kill(os.getpid(), signal.SIGKILL)
             tgt_conn.commit()
@@ -208,8 +233,24 @@ def repair(src_conn, tgt_conn, task: CopyTask, scope: Scope, mapping: ColumnMapp
             raise abort_target(tgt_conn, exc)
         finally:
             tcur.close()
-        outcome.transactions += 1
-        outcome.ranges += len(batch)
-        outcome.rows_deleted += deleted
-        outcome.rows_copied += copied
-    return outcome
+        for j, (nranges, deleted, copied) in done.items():
+            outcomes[j].transactions += 1
+            outcomes[j].ranges += nranges
+            outcomes[j].rows_deleted += deleted
+            outcomes[j].rows_copied += copied
+    return outcomes
+
+
+def _piece_batches(pieces: Sequence[Tuple[int, RangeDiff]], limit: Optional[int] = None
+                   ) -> List[List[Tuple[int, RangeDiff]]]:
+    limit = REPAIR_BATCH_ROWS if limit is None else limit
+    out: List[List[Tuple[int, RangeDiff]]] = []
+    size = 0
+    for piece in pieces:
+        if out and size + piece[1].rows <= limit:
+            out[-1].append(piece)
+            size += piece[1].rows
+        else:
+            out.append([piece])
+            size = piece[1].rows
+    return out

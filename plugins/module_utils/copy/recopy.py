@@ -186,6 +186,11 @@ class RecopyRun:
         self.options.validate()
         if not self.tables and not self.drifted:
             raise SelectionError('nothing to re-copy: name tables or ask for the drifted ones')
+        if self.tables and not self.drifted and self.options.parallel > 1:
+            raise SelectionError('%s re-copies the named tables one at a time: drop %s (it applies '
+                                 'to %s, which compares and repairs that many tables at once)' % (
+                                     self.options.label('recopy'), self.options.label('parallel'),
+                                     self.options.label('recopy_drifted')))
         if self.options.table or self.options.start_date or self.options.end_date:
             label = self.options.label
             raise SelectionError('%s / %s select tables themselves: drop %s, %s and %s' % (

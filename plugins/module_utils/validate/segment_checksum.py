@@ -345,7 +345,10 @@ def key_match(scope: Scope, keys: Sequence[Tuple[str, ...]]):
               for i, typ in enumerate(scope.key_types)]
     if len(scope.key_columns) == 1:
         return sql.SQL('{} = ANY({})').format(sql.Identifier(scope.key_columns[0]), arrays[0])
-    return sql.SQL('({}) IN (SELECT * FROM unnest({}))').format(
+    # the leading column's own = ANY lets an index on it, and Citus's shard pruning when it is
+    # the distribution column, narrow the rows before the whole key is matched
+    return sql.SQL('{} = ANY({}) AND ({}) IN (SELECT * FROM unnest({}))').format(
+        sql.Identifier(scope.key_columns[0]), arrays[0],
         sql.SQL(', ').join(sql.Identifier(c) for c in scope.key_columns), sql.SQL(', ').join(arrays))
 
 
