@@ -3,7 +3,7 @@
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import KeyRange
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.range_repair import batches
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
-    RangeDiff, diff_rows, multiset_diff, stored_bounds, sums_of)
+    RangeDiff, diff_rows, multiset_diff, differing_buckets, stored_bounds)
 
 
 def test_a_stored_key_plan_gives_its_cut_points():
@@ -36,8 +36,10 @@ def test_multiset_diff_keeps_duplicates_apart():
     assert sorted(d[1] for d in delete) == ['(0,2)', '(0,3)']
 
 
-def test_sums_of_row_hashes_match_bucket_sums():
-    assert sums_of({0: {('a',): 5, ('b',): -2}, 3: {('c',): 1}}) == {0: (2, 3), 3: (1, 1)}
+def test_differing_buckets_include_those_on_one_side_only():
+    source = {0: (2, 3), 5: (1, 1), 7: (4, 4)}
+    target = {0: (2, 3), 5: (1, 2), 9: (1, 0), None: (1, 1)}
+    assert differing_buckets(source, target) == [5, 7, 9]
 
 
 def test_repair_batches_keep_ranges_whole():

@@ -41,9 +41,9 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_co
 from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import ManifestRow
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate import compare
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
-    DIRECT_ROWS, ROW_BATCH_ROWS, Comparer, Scope, Side, TableDrift, both, bucket_sums, family_rows,
-    family_sums, hashable_types, multiset_diff, physical_rows, planned_bounds, row_hashes, stored_bounds,
-    sums_of, usable_keys)
+    FAMILY_STRIDE, ROW_BATCH_ROWS, Comparer, Scope, Side, TableDrift, both, bucket_sums, differing_buckets,
+    family_rows, family_sums, hashable_types, multiset_diff, physical_rows, planned_bounds, row_hashes,
+    stored_bounds, usable_keys)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import KeyRange
 
 TEXT_KEY_TYPES = ('text', 'varchar', 'bpchar')
@@ -284,11 +284,6 @@ class Catchup:
         return (scope.target_table not in self.citus_tables
                 and max(drift.source_rows, drift.target_rows) <= KEYLESS_ROWS)
 
-    def _small(self, scope: Scope) -> bool:
-        """Small enough to be read row by row at once (and not copied in key ranges)."""
-        return (self.estimates.get(scope.source_table, (0, 0))[0] <= DIRECT_ROWS
-                and scope.source_table not in self.plans)
-
     def _bounds(self, side: Side, scope: Scope) -> List[str]:
         bounds = stored_bounds(self.plans.get(scope.source_table), scope.key)
         if bounds is None:
@@ -308,18 +303,22 @@ class Catchup:
         scopes = [i.scope for i in items]
         bounds = [self._bounds(side_src, sc) if sc.key else [] for sc in scopes]
         sources, targets = both(
-            lambda: [bucket_sums(side_src, sc, 'source', b) for sc, b in zip(scopes, bounds)],
+            lambda: [bucket_sums(side_src, sc, 'source', b, fine=bool(sc.key)) for sc, b in zip(scopes, bounds)],
             lambda: family_sums(side_tgt, scopes, bounds))
         firsts = [[b, (sm, tm), None] for b, sm, tm in zip(bounds, sources, targets)]
-        differing = [i for i, (sm, tm) in enumerate(zip(sources, targets)) if scopes[i].key and sm != tm]
-        rows = sum(max(_totals(sources[i])[0], _totals(targets[i])[0]) for i in differing)
-        same_key = len({scopes[i].key_columns for i in differing}) == 1
-        if differing and same_key and rows <= ROW_BATCH_ROWS:
+        wanted = {i: differing_buckets(sm, tm) for i, (sm, tm) in enumerate(zip(sources, targets))
+                  if scopes[i].key and sm != tm}
+        rows = sum(max(sources[i].get(b, (0, 0))[0], targets[i].get(b, (0, 0))[0])
+                   for i, buckets in wanted.items() for b in buckets)
+        same_key = len({scopes[i].key_columns for i in wanted}) == 1
+        if wanted and same_key and rows <= ROW_BATCH_ROWS:
+            members = sorted(wanted)
             src_rows, tgt_rows = both(
-                lambda: [row_hashes(side_src, scopes[i], 'source', KeyRange(scopes[i].key), bounds[i])
-                         for i in differing],
-                lambda: family_rows(side_tgt, scopes, bounds, differing))
-            for i, srows in zip(differing, src_rows):
+                lambda: [row_hashes(side_src, scopes[i], 'source', KeyRange(scopes[i].key), bounds[i],
+                                    wanted[i], True) for i in members],
+                lambda: family_rows(side_tgt, scopes, bounds,
+                                    [i * FAMILY_STRIDE + b for i in members for b in wanted[i]]))
+            for i, srows in zip(members, src_rows):
                 firsts[i][2] = (srows, tgt_rows[i])
         return firsts
 
@@ -389,11 +388,6 @@ class Catchup:
         elif first is not None:
             comparer.prefetched = first[2]
             drift = comparer.segments(first[0], first[1])
-        elif self._small(scope):  # one row-level read per side: no second pass when it differs
-            rows = both(lambda: row_hashes(comparer.src, scope, 'source', KeyRange(scope.key)),
-                        lambda: row_hashes(comparer.tgt, scope, 'target', KeyRange(scope.key)))
-            comparer.prefetched = rows
-            drift = comparer.segments([], (sums_of(rows[0]), sums_of(rows[1])))
         else:
             drift = comparer.segments(self._bounds(comparer.src, scope))
         self._record_drift(result, drift)

@@ -47,7 +47,7 @@ MAX_SEGMENTS = 4096        # bounds in one width_bucket array
 ROW_LEVEL_ROWS = 20000     # a differing range at most this big is compared row by row
 BISECT_PARTS = 16          # sub-ranges of a bigger differing range
 ROW_BATCH_ROWS = 200000    # rows fetched per row-level query (contiguous differing segments)
-DIRECT_ROWS = 20000        # a table (or a family's differing slices) this small is read row by row at once
+FINE = 256                 # sub-buckets per segment in the first pass (by a hash of the key)
 
 
 @dataclass
@@ -231,42 +231,48 @@ def _side_args(scope: Scope, side: str):
     return scope.target_table, scope.target_only, (sql.SQL(scope.predicate) if scope.predicate else None)
 
 
-def _bucket(scope: Scope, bounds: Sequence[str]):
-    if not bounds:
-        return sql.SQL('0')
-    return sql.SQL('width_bucket({}, {}::{}[])').format(
+def _bucket(scope: Scope, bounds: Sequence[str], fine: bool = False):
+    """The segment number of a row (0 without bounds); ``fine``: segment * FINE + a hash of
+    the row's key modulo FINE, so that a segment's few changed rows are found by fetching
+    the rows of the few sub-buckets that differ, not the whole segment."""
+    segment = sql.SQL('0') if not bounds else sql.SQL('width_bucket({}, {}::{}[])').format(
         sql.Identifier(scope.key), sql.Literal(list(bounds)), key_cast(scope))
+    if not fine:
+        return segment
+    return sql.SQL('({} * {} + ({} & {}))').format(segment, sql.Literal(FINE),
+                                                   row_hash(scope.key_columns, scope.hash_mode),
+                                                   sql.Literal(FINE - 1))
 
 
 def bucket_query(side: Side, scope: Scope, which: str, bounds: Sequence[str],
-                 within: Optional[KeyRange]):
+                 within: Optional[KeyRange], fine: bool = False):
     """count and hash sum per width_bucket of the key (0 when there are no bounds)."""
     table, only, fixed = _side_args(scope, which)
     query = sql.SQL('SELECT {b}, count(*), COALESCE(sum({h}), 0)::text FROM {rel}{where} GROUP BY 1').format(
-        b=_bucket(scope, bounds), h=row_hash(scope.columns, scope.hash_mode), rel=_relation(side.schema, table, only),
+        b=_bucket(scope, bounds, fine), h=row_hash(scope.columns, scope.hash_mode), rel=_relation(side.schema, table, only),
         where=_where([fixed, within.predicate() if within is not None else None]))
     return query
 
 
 def bucket_sums(side: Side, scope: Scope, which: str, bounds: Sequence[str],
-                within: Optional[KeyRange] = None) -> Dict[Optional[int], Tuple[int, int]]:
-    rows = side.fetch(bucket_query(side, scope, which, bounds, within))
+                within: Optional[KeyRange] = None, fine: bool = False) -> Dict[Optional[int], Tuple[int, int]]:
+    rows = side.fetch(bucket_query(side, scope, which, bounds, within, fine))
     return {b: (int(n), int(s)) for b, n, s in rows}
 
 
 def row_hashes(side: Side, scope: Scope, which: str, span: KeyRange,
-               bounds: Sequence[str] = (), only_buckets: Optional[Sequence[int]] = None
-               ) -> Dict[int, Dict[Tuple[str, ...], int]]:
+               bounds: Sequence[str] = (), only_buckets: Optional[Sequence[int]] = None,
+               fine: bool = False) -> Dict[int, Dict[Tuple[str, ...], int]]:
     """width bucket -> key (every key column as text) -> row hash, for the rows in ``span``
     (bucket 0 without bounds); only the rows of ``only_buckets`` when given."""
     table, only, fixed = _side_args(scope, which)
     conditions = [fixed, span.predicate()]
     if only_buckets is not None:
-        conditions.append(sql.SQL('{} = ANY({})').format(_bucket(scope, bounds),
+        conditions.append(sql.SQL('{} = ANY({})').format(_bucket(scope, bounds, fine),
                                                         sql.Literal(list(only_buckets))))
     keys = sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in scope.key_columns)
     query = sql.SQL('SELECT {b}, {h}, {k} FROM {rel}{where}').format(
-        b=_bucket(scope, bounds), k=keys, h=row_hash(scope.columns, scope.hash_mode),
+        b=_bucket(scope, bounds, fine), k=keys, h=row_hash(scope.columns, scope.hash_mode),
         rel=_relation(side.schema, table, only), where=_where(conditions))
     out: Dict[int, Dict[Tuple[str, ...], int]] = {}
     for rec in side.fetch(query):
@@ -407,7 +413,7 @@ def planned_bounds(src: Side, scope: Scope, est_rows: int, nblocks: int) -> List
             src.conn.rollback()
 
 
-FAMILY_STRIDE = 1 << 20  # bucket numbers of member i of a family scan: i * FAMILY_STRIDE + bucket
+FAMILY_STRIDE = 1 << 21  # bucket numbers of member i of a family scan: i * FAMILY_STRIDE + fine bucket
 
 
 def family_sums(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[str]]
@@ -417,9 +423,8 @@ def family_sums(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[s
     target table, told apart by their predicates (the slices do not overlap, as in compare).
     All scopes share the target table, ``target_only`` and the compared columns."""
     first = scopes[0]
-    bucket, _member = _family_cases(scopes, bounds)
     query = sql.SQL('SELECT {b}, count(*), COALESCE(sum({h}), 0)::text FROM {rel} GROUP BY 1').format(
-        b=bucket, h=row_hash(first.columns, first.hash_mode),
+        b=_family_bucket(scopes, bounds), h=row_hash(first.columns, first.hash_mode),
         rel=_relation(side.schema, first.target_table, first.target_only))
     out: List[Dict[Optional[int], Tuple[int, int]]] = [{} for _ in scopes]
     for bucket, n, total in side.fetch(query):
@@ -428,29 +433,27 @@ def family_sums(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[s
     return out
 
 
-def _family_cases(scopes: Sequence[Scope], bounds: Sequence[Sequence[str]]):
-    """(CASE giving each row its member's global bucket, CASE giving its member's index)."""
-    buckets, members = [], []
+def _family_bucket(scopes: Sequence[Scope], bounds: Sequence[Sequence[str]]):
+    """CASE giving each row its member's global fine bucket (NULL: no compared slice)."""
+    branches = []
     for i, (scope, cuts) in enumerate(zip(scopes, bounds)):
-        bucket = _bucket(scope, cuts) if scope.key else sql.SQL('0')
+        bucket = _bucket(scope, cuts, fine=True) if scope.key else sql.SQL('0')
         # the predicate is a CHECK expression from the source catalog (columns only), as in compare
-        buckets.append(sql.SQL('WHEN ({}) THEN {} + {}').format(
+        branches.append(sql.SQL('WHEN ({}) THEN {} + {}').format(
             sql.SQL(scope.predicate), sql.Literal(i * FAMILY_STRIDE), bucket))
-        members.append(sql.SQL('WHEN ({}) THEN {}').format(sql.SQL(scope.predicate), sql.Literal(i)))
-    return (sql.SQL('CASE {} END').format(sql.SQL(' ').join(buckets)),
-            sql.SQL('CASE {} END').format(sql.SQL(' ').join(members)))
+    return sql.SQL('CASE {} END').format(sql.SQL(' ').join(branches))
 
 
 def family_rows(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[str]],
-                members: Sequence[int]) -> List[Dict[int, Dict[Tuple[str, ...], int]]]:
-    """Per scope (only ``members`` filled), bucket -> key -> row hash of its target rows, from
-    ONE scan of the shared target table. The scopes share their key columns."""
+                wanted: Sequence[int]) -> List[Dict[int, Dict[Tuple[str, ...], int]]]:
+    """Per scope, fine bucket -> key -> row hash of its target rows in the ``wanted`` global
+    fine buckets, from ONE scan of the shared target table. The scopes share their key columns."""
     first = scopes[0]
-    bucket, member = _family_cases(scopes, bounds)
+    bucket = _family_bucket(scopes, bounds)
     keys = sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in first.key_columns)
-    query = sql.SQL('SELECT {b}, {h}, {k} FROM {rel} WHERE {m} = ANY({ids})').format(
-        b=bucket, h=row_hash(first.columns, first.hash_mode), k=keys, m=member,
-        rel=_relation(side.schema, first.target_table, first.target_only), ids=sql.Literal(list(members)))
+    query = sql.SQL('SELECT {b}, {h}, {k} FROM {rel} WHERE {b} = ANY({ids})').format(
+        b=bucket, h=row_hash(first.columns, first.hash_mode), k=keys,
+        rel=_relation(side.schema, first.target_table, first.target_only), ids=sql.Literal(list(wanted)))
     out: List[Dict[int, Dict[Tuple[str, ...], int]]] = [{} for _ in scopes]
     for rec in side.fetch(query):
         key = tuple(rec[2:])
@@ -459,6 +462,12 @@ def family_rows(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[s
                                   % (first.target_table, ', '.join(first.key_columns)))
         out[rec[0] // FAMILY_STRIDE].setdefault(rec[0] % FAMILY_STRIDE, {})[key] = int(rec[1])
     return out
+
+
+def differing_buckets(source: Dict[Optional[int], Tuple[int, int]],
+                      target: Dict[Optional[int], Tuple[int, int]]) -> List[int]:
+    return sorted(b for b in set(source) | set(target)
+                  if b is not None and source.get(b, (0, 0)) != target.get(b, (0, 0)))
 
 
 def physical_rows(side: Side, scope: Scope, which: str) -> List[Tuple[int, str, int]]:
@@ -488,11 +497,6 @@ def multiset_diff(source: Sequence[Tuple[int, str, int]], target: Sequence[Tuple
     return copy, delete
 
 
-def sums_of(rows: Dict[int, Dict[Tuple[str, ...], int]]) -> Dict[int, Tuple[int, int]]:
-    """Bucket sums computed from row hashes (what bucket_sums returns for the same rows)."""
-    return {b: (len(hashes), sum(hashes.values())) for b, hashes in rows.items()}
-
-
 class Comparer:
     """Compares one scope between ``src`` and ``tgt`` and narrows the drift to rows.
 
@@ -520,26 +524,30 @@ class Comparer:
         """Compare every segment (one grouped scan per side; ``first``: the sums already
         computed, by ``family_sums``), then narrow the differing ones."""
         scope = self.scope
-        s, t = first or both(lambda: bucket_sums(self.src, scope, 'source', bounds),
-                             lambda: bucket_sums(self.tgt, scope, 'target', bounds))
+        s, t = first or both(lambda: bucket_sums(self.src, scope, 'source', bounds, fine=True),
+                             lambda: bucket_sums(self.tgt, scope, 'target', bounds, fine=True))
         if None in t:
             raise SideQueryFailed('target: %s rows of %s have no value in the key column %s'
                                   % (t[None][0], scope.target_table, scope.key))
         ranges = ranges_from_bounds(scope.key, bounds)
-        segs = []
-        for i, rng in enumerate(ranges):
-            sn, ss = s.get(i, (0, 0))
-            tn, ts = t.get(i, (0, 0))
-            segs.append(Segment(rng, sn, tn, ss, ts))
+        per_segment = [[0, 0, 0, 0] for _ in ranges]
+        for sums, offset in ((s, 0), (t, 2)):
+            for b, (n, total) in sums.items():
+                if b is not None:
+                    per_segment[b // FINE][offset] += n
+                    per_segment[b // FINE][offset + 1] += total
+        segs = [Segment(rng, v[0], v[2], v[1], v[3]) for rng, v in zip(ranges, per_segment)]
         drift = TableDrift(segments=len(segs), source_rows=sum(x.source_rows for x in segs),
                            target_rows=sum(x.target_rows for x in segs))
-        differing = [i for i, x in enumerate(segs) if x.differs]
+        fine = differing_buckets(s, t)
+        differing = sorted({b // FINE for b in fine})
         drift.differing_segments = len(differing)
         if self.on_segment:
             self.on_segment(len(segs))
         small = [i for i in differing if max(segs[i].source_rows, segs[i].target_rows) <= ROW_LEVEL_ROWS]
         for batch in _contiguous_batches(small, segs):
-            drift.ranges.extend(self._rows_of_buckets(bounds, ranges, batch))
+            wanted = [b for b in fine if b // FINE in set(batch)]
+            drift.ranges.extend(self._rows_of_buckets(bounds, ranges, batch, wanted))
         small_set = set(small)
         for i in differing:
             if i not in small_set:
@@ -547,18 +555,23 @@ class Comparer:
         return drift
 
     def _rows_of_buckets(self, bounds: Sequence[str], ranges: List[KeyRange],
-                         batch: List[int]) -> List[RangeDiff]:
-        """Row-level diff of several differing segments with one query per side."""
+                         batch: List[int], wanted: List[int]) -> List[RangeDiff]:
+        """Row-level diff of the differing sub-buckets of several segments, one query per side."""
         if self.prefetched is not None:
             s, t = self.prefetched
         else:
             span = KeyRange(self.scope.key, ranges[batch[0]].lo, ranges[batch[-1]].hi)
-            wanted = batch if len(batch) < batch[-1] - batch[0] + 1 else None
-            s, t = both(lambda: row_hashes(self.src, self.scope, 'source', span, bounds, wanted),
-                        lambda: row_hashes(self.tgt, self.scope, 'target', span, bounds, wanted))
+            s, t = both(lambda: row_hashes(self.src, self.scope, 'source', span, bounds, wanted, True),
+                        lambda: row_hashes(self.tgt, self.scope, 'target', span, bounds, wanted, True))
         out = []
         for i in batch:
-            diff = diff_rows(ranges[i], s.get(i, {}), t.get(i, {}))
+            src_rows: Dict[Tuple[str, ...], int] = {}
+            tgt_rows: Dict[Tuple[str, ...], int] = {}
+            for b in wanted:
+                if b // FINE == i:
+                    src_rows.update(s.get(b, {}))
+                    tgt_rows.update(t.get(b, {}))
+            diff = diff_rows(ranges[i], src_rows, tgt_rows)
             if diff.rows:
                 out.append(diff)
         return out
