@@ -148,30 +148,55 @@ class Side:
         self.citus = citus
         self.settings = tuple(settings)  # e.g. one connection per worker for a small table
 
-    def _prelude(self, cur) -> None:
-        """Read only, stable text output (SET LOCAL: Citus propagates them to the workers with
-        propagate_set_commands = 'local'), in one round trip; the query goes in another one
-        (Citus refuses a distributed query in the same string as a propagated SET LOCAL)."""
+    def _prelude(self, text: bool):
         statements = [sql.SQL('SET TRANSACTION READ ONLY')]
-        if self.citus:
+        if self.citus and text:
             statements.append(sql.SQL("SET LOCAL citus.propagate_set_commands TO 'local'"))
+        settings = (tuple(TEXT_SETTINGS) if text else ()) + self.settings
         statements.extend(sql.SQL('SET LOCAL {} TO {}').format(sql.Identifier(name), sql.Literal(value))
-                          for name, value in tuple(TEXT_SETTINGS) + self.settings)
-        cur.execute(sql.SQL('; ').join(statements))
+                          for name, value in settings)
+        return sql.SQL('; ').join(statements)
 
-    def fetch(self, query, args=None) -> list:
+    def fetch(self, query, args=None, text: bool = True) -> list:
+        """Rows of ``query`` in a read-only transaction of its own; ``text``: with the text
+        settings (a hash or key of the rows is printed as text).
+
+        One round trip (statements of one query string run in one implicit transaction),
+        except on Citus with the text settings: Citus propagates SET LOCAL to the workers
+        with propagate_set_commands = 'local' and refuses a distributed query in the same
+        string as a propagated SET, so those go first, then the query, then the rollback."""
+        prelude = self._prelude(text)
         try:
-            with self.conn.cursor() as cur:
-                self._prelude(cur)
-                cur.execute(query, args)
-                return cur.fetchall()
+            if self.citus and text:
+                try:
+                    with self.conn.cursor() as cur:
+                        cur.execute(prelude)
+                        cur.execute(query, args)
+                        return cur.fetchall()
+                finally:
+                    if not self.conn.closed:
+                        self.conn.rollback()
+            autocommit = self.conn.autocommit
+            self.conn.autocommit = True
+            try:
+                with self.conn.cursor() as cur:
+                    cur.execute(sql.SQL('; ').join([prelude, query]), args)
+                    return cur.fetchall()
+            finally:
+                if not self.conn.closed:
+                    self.conn.autocommit = autocommit
         except psycopg2.Error as exc:
             diag = getattr(exc, 'diag', None)
             message = (getattr(diag, 'message_primary', None) if diag else None) or ' '.join(str(exc).split())
             raise SideQueryFailed('%s: %s' % (self.label, message))
-        finally:
-            if not self.conn.closed:
-                self.conn.rollback()
+
+
+_TEMPORAL = ('date', 'time', 'interval')  # format_type prefixes: their text depends on settings
+
+
+def needs_text(scope: Scope) -> bool:
+    """Do the queries of this scope print values as text (so need the text settings)?"""
+    return scope.hash_mode != 'record' or any(t.startswith(_TEMPORAL) for t in scope.key_types)
 
 
 def both(source_fn: Callable[[], object], target_fn: Callable[[], object]) -> Tuple[object, object]:
@@ -256,7 +281,7 @@ def bucket_query(side: Side, scope: Scope, which: str, bounds: Sequence[str],
 
 def bucket_sums(side: Side, scope: Scope, which: str, bounds: Sequence[str],
                 within: Optional[KeyRange] = None, fine: bool = False) -> Dict[Optional[int], Tuple[int, int]]:
-    rows = side.fetch(bucket_query(side, scope, which, bounds, within, fine))
+    rows = side.fetch(bucket_query(side, scope, which, bounds, within, fine), text=needs_text(scope))
     return {b: (int(n), int(s)) for b, n, s in rows}
 
 
@@ -275,7 +300,7 @@ def row_hashes(side: Side, scope: Scope, which: str, span: KeyRange,
         b=_bucket(scope, bounds, fine), k=keys, h=row_hash(scope.columns, scope.hash_mode),
         rel=_relation(side.schema, table, only), where=_where(conditions))
     out: Dict[int, Dict[Tuple[str, ...], int]] = {}
-    for rec in side.fetch(query):
+    for rec in side.fetch(query, text=needs_text(scope)):
         key = tuple(rec[2:])
         if any(v is None for v in key):
             raise SideQueryFailed('%s: rows of %s have no value in a key column (%s)'
@@ -365,7 +390,7 @@ def sub_bounds(side: Side, scope: Scope, within: KeyRange, parts: int) -> List[s
                     'FROM ONLY {}.{}{}').format(
         sql.Literal(fractions), sql.Identifier(scope.key), sql.Identifier(side.schema),
         sql.Identifier(scope.source_table), _where([within.predicate()]))
-    values = side.fetch(query)[0][0] or []
+    values = side.fetch(query, text=True)[0][0] or []
     out: List[str] = []
     for value in values:
         if value is not None and (not out or out[-1] != value):
@@ -427,7 +452,7 @@ def family_sums(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[s
         b=_family_bucket(scopes, bounds), h=row_hash(first.columns, first.hash_mode),
         rel=_relation(side.schema, first.target_table, first.target_only))
     out: List[Dict[Optional[int], Tuple[int, int]]] = [{} for _ in scopes]
-    for bucket, n, total in side.fetch(query):
+    for bucket, n, total in side.fetch(query, text=needs_text(first)):
         if bucket is not None:  # rows of no compared slice (a sibling not compared now)
             out[bucket // FAMILY_STRIDE][bucket % FAMILY_STRIDE] = (int(n), int(total))
     return out
@@ -455,7 +480,7 @@ def family_rows(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[s
         b=bucket, h=row_hash(first.columns, first.hash_mode), k=keys,
         rel=_relation(side.schema, first.target_table, first.target_only), ids=sql.Literal(list(wanted)))
     out: List[Dict[int, Dict[Tuple[str, ...], int]]] = [{} for _ in scopes]
-    for rec in side.fetch(query):
+    for rec in side.fetch(query, text=needs_text(first)):
         key = tuple(rec[2:])
         if any(v is None for v in key):
             raise SideQueryFailed('target: rows of %s have no value in a key column (%s)'
@@ -476,7 +501,7 @@ def physical_rows(side: Side, scope: Scope, which: str) -> List[Tuple[int, str, 
     query = sql.SQL('SELECT tableoid::int8, ctid::text, {h} FROM {rel}{where}').format(
         h=row_hash(scope.columns, scope.hash_mode), rel=_relation(side.schema, table, only),
         where=_where([fixed]))
-    return [(int(o), c, int(h)) for o, c, h in side.fetch(query)]
+    return [(int(o), c, int(h)) for o, c, h in side.fetch(query, text=needs_text(scope))]
 
 
 def multiset_diff(source: Sequence[Tuple[int, str, int]], target: Sequence[Tuple[int, str, int]]
