@@ -30,7 +30,7 @@ description:
     the row count and an order-independent hash, one grouped scan per side, both sides at the
     same time), narrows the differing segments down to the rows, and returns per table the
     segments compared, the ranges that differ and the rows to repair; with O(repair), replaces
-    those rows on the target (as M(icds.citus_migration.migrate_tables) O(recopy_drifted)).
+    those rows on the target (as M(icds.citus_migration.migrate_tables) with C(recopy_drifted)).
   - Without O(repair), never writes anything; every query runs in a read-only transaction.
 version_added: 0.1.0
 author:

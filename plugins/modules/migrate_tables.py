@@ -123,7 +123,7 @@ options:
   recopy_drifted:
     description:
       - Drift catch-up in proportion to the change. Compare every (other) migrated table segment
-        by segment (key ranges of its primary key or a NOT NULL unique key: per segment the row
+        by segment (key ranges of its primary key or a NOT NULL unique key; per segment the row
         count and an order-independent hash, one grouped scan per side, source and target at
         the same time), narrow the differing segments down to the rows and replace only those
         rows on the target, a batch of ranges per target transaction that holds a short

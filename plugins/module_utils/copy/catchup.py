@@ -38,7 +38,6 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.copy.run_cont
     ConnectionPair, RunFacts, log_failure)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_copy import (
     ByteCounter, CopyFailed, resolve)
-from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import ManifestRow
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate import compare
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
     FAMILY_STRIDE, ROW_BATCH_ROWS, Comparer, Scope, Side, TableDrift, both, bucket_sums, differing_buckets,

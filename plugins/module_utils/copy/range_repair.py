@@ -196,7 +196,7 @@ def repair_many(src_conn, tgt_conn, jobs: Sequence[RepairJob], ledger_schema: st
     ranges batched up to REPAIR_BATCH_ROWS keys per target transaction, so the slices of a
     drop-child parent with a few changed rows each are repaired under one lock and commit.
     Each range is repaired or untouched; a failed batch leaves all of its ranges untouched."""
-    outcomes = [RepairOutcome() for _ in jobs]
+    outcomes = [RepairOutcome() for dummy in jobs]
     counter = counter or ByteCounter()
     pieces = [(j, rng) for j, job in enumerate(jobs) for rng in job.ranges]
     for batch in _piece_batches(pieces):

@@ -293,8 +293,8 @@ def row_hashes(side: Side, scope: Scope, which: str, span: KeyRange,
     table, only, fixed = _side_args(scope, which)
     conditions = [fixed, span.predicate()]
     if only_buckets is not None:
-        conditions.append(sql.SQL('{} = ANY({})').format(_bucket(scope, bounds, fine),
-                                                        sql.Literal(list(only_buckets))))
+        conditions.append(sql.SQL('{} = ANY({})').format(
+            _bucket(scope, bounds, fine), sql.Literal(list(only_buckets))))
     keys = sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in scope.key_columns)
     query = sql.SQL('SELECT {b}, {h}, {k} FROM {rel}{where}').format(
         b=_bucket(scope, bounds, fine), k=keys, h=row_hash(scope.columns, scope.hash_mode),
@@ -451,7 +451,7 @@ def family_sums(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[s
     query = sql.SQL('SELECT {b}, count(*), COALESCE(sum({h}), 0)::text FROM {rel} GROUP BY 1').format(
         b=_family_bucket(scopes, bounds), h=row_hash(first.columns, first.hash_mode),
         rel=_relation(side.schema, first.target_table, first.target_only))
-    out: List[Dict[Optional[int], Tuple[int, int]]] = [{} for _ in scopes]
+    out: List[Dict[Optional[int], Tuple[int, int]]] = [{} for dummy in scopes]
     for bucket, n, total in side.fetch(query, text=needs_text(first)):
         if bucket is not None:  # rows of no compared slice (a sibling not compared now)
             out[bucket // FAMILY_STRIDE][bucket % FAMILY_STRIDE] = (int(n), int(total))
@@ -479,7 +479,7 @@ def family_rows(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[s
     query = sql.SQL('SELECT {b}, {h}, {k} FROM {rel} WHERE {b} = ANY({ids})').format(
         b=bucket, h=row_hash(first.columns, first.hash_mode), k=keys,
         rel=_relation(side.schema, first.target_table, first.target_only), ids=sql.Literal(list(wanted)))
-    out: List[Dict[int, Dict[Tuple[str, ...], int]]] = [{} for _ in scopes]
+    out: List[Dict[int, Dict[Tuple[str, ...], int]]] = [{} for dummy in scopes]
     for rec in side.fetch(query, text=needs_text(first)):
         key = tuple(rec[2:])
         if any(v is None for v in key):
@@ -555,7 +555,7 @@ class Comparer:
             raise SideQueryFailed('target: %s rows of %s have no value in the key column %s'
                                   % (t[None][0], scope.target_table, scope.key))
         ranges = ranges_from_bounds(scope.key, bounds)
-        per_segment = [[0, 0, 0, 0] for _ in ranges]
+        per_segment = [[0, 0, 0, 0] for dummy in ranges]
         for sums, offset in ((s, 0), (t, 2)):
             for b, (n, total) in sums.items():
                 if b is not None:
