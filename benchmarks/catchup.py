@@ -122,7 +122,6 @@ def compare_big_table(src, tgt, table: str, target: str) -> Dict:
     side_src, side_tgt = sc.Side(src, 'public', 'source'), sc.Side(tgt, 'public', 'target', citus)
     t0 = time.monotonic()
     bounds = sc.planned_bounds(side_src, scope, rows, nbytes // 8192)
-    scope.fine = sc.fine_buckets(rows, len(bounds) + 1)
     drift = sc.Comparer(side_src, side_tgt, scope).segments(bounds)
     took = time.monotonic() - t0
     return {'table': table, 'rows': drift.source_rows, 'heap_mb': nbytes / 1e6, 'segments': drift.segments,

@@ -47,12 +47,3 @@ def test_repair_batches_keep_ranges_whole():
         return RangeDiff(KeyRange('id'), changed=[(str(i),) for i in range(n)])
     sizes = [[len(r.keys) for r in b] for b in batches([rng(5), rng(5), rng(12), rng(3)], limit=10)]
     assert sizes == [[5, 5], [12], [3]]
-
-
-def test_sub_buckets_grow_with_segments_of_one_leading_value():
-    from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
-        FINE, MAX_FINE_BUCKETS, fine_buckets)
-    assert fine_buckets(1000, 1) == FINE  # at least FINE
-    big = fine_buckets(4_000_000, 7)  # 7 segments (a leading column of 7 values)
-    assert big & (big - 1) == 0 and 4_000_000 / 7 / big <= 64
-    assert fine_buckets(10 ** 12, 4097) * 4097 <= MAX_FINE_BUCKETS

@@ -41,7 +41,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_co
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate import compare
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
     FAMILY_STRIDE, ROW_BATCH_ROWS, Comparer, Scope, Side, TableDrift, both, bucket_sums, differing_buckets,
-    family_rows, family_sums, fine_buckets, hashable_types, multiset_diff, physical_rows, planned_bounds, row_hashes,
+    family_rows, family_sums, hashable_types, multiset_diff, physical_rows, planned_bounds, row_hashes,
     stored_bounds, usable_keys)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import KeyRange
 
@@ -284,12 +284,10 @@ class Catchup:
                 and max(drift.source_rows, drift.target_rows) <= KEYLESS_ROWS)
 
     def _bounds(self, side: Side, scope: Scope) -> List[str]:
-        """The scope's segment bounds; sets its sub-buckets per segment to match."""
-        est_rows, nbytes = self.estimates.get(scope.source_table, (0, 0))
         bounds = stored_bounds(self.plans.get(scope.source_table), scope.key)
         if bounds is None:
+            est_rows, nbytes = self.estimates.get(scope.source_table, (0, 0))
             bounds = planned_bounds(side, scope, est_rows, nbytes // 8192)
-        scope.fine = fine_buckets(est_rows, len(bounds) + 1)
         return bounds
 
     def _family_first_pass(self, items: Sequence[CatchupItem]) -> list:

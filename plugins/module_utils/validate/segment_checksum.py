@@ -47,9 +47,7 @@ MAX_SEGMENTS = 4096        # bounds in one width_bucket array
 ROW_LEVEL_ROWS = 20000     # a differing range at most this big is compared row by row
 BISECT_PARTS = 16          # sub-ranges of a bigger differing range
 ROW_BATCH_ROWS = 200000    # rows fetched per row-level query (contiguous differing segments)
-FINE = 256                 # sub-buckets per segment in the first pass (by a hash of the key) ...
-FINE_ROWS = 32             # ... or more, about this many rows each (a segment of one leading key value can be big)
-MAX_FINE_BUCKETS = 1 << 20  # segments x sub-buckets of one table (groups of the first pass)
+FINE = 256                 # sub-buckets per segment in the first pass (by a hash of the key)
 
 
 @dataclass
@@ -72,7 +70,6 @@ class Scope:
     # every compared column of a hashable type, the same type on both sides: no text output,
     # about 2.5 times faster); 'text': hashtextextended(ROW(...)::text), any type
     hash_mode: str = 'text'
-    fine: int = FINE  # sub-buckets per segment (a power of two; see fine_buckets)
 
     def __post_init__(self) -> None:
         if self.key and not self.key_columns:
@@ -267,9 +264,9 @@ def _bucket(scope: Scope, bounds: Sequence[str], fine: bool = False):
         sql.Identifier(scope.key), sql.Literal(list(bounds)), key_cast(scope))
     if not fine:
         return segment
-    return sql.SQL('({} * {} + ({} & {}))').format(segment, sql.Literal(scope.fine),
+    return sql.SQL('({} * {} + ({} & {}))').format(segment, sql.Literal(FINE),
                                                    row_hash(scope.key_columns, scope.hash_mode),
-                                                   sql.Literal(scope.fine - 1))
+                                                   sql.Literal(FINE - 1))
 
 
 def bucket_query(side: Side, scope: Scope, which: str, bounds: Sequence[str],
@@ -441,7 +438,7 @@ def planned_bounds(src: Side, scope: Scope, est_rows: int, nblocks: int) -> List
             src.conn.rollback()
 
 
-FAMILY_STRIDE = 1 << 24  # bucket numbers of member i of a family scan: i * FAMILY_STRIDE + fine bucket
+FAMILY_STRIDE = 1 << 21  # bucket numbers of member i of a family scan: i * FAMILY_STRIDE + fine bucket
 
 
 def family_sums(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[str]]
@@ -490,18 +487,6 @@ def family_rows(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[s
                                   % (first.target_table, ', '.join(first.key_columns)))
         out[rec[0] // FAMILY_STRIDE].setdefault(rec[0] % FAMILY_STRIDE, {})[key] = int(rec[1])
     return out
-
-
-def fine_buckets(est_rows: int, segments: int) -> int:
-    """Sub-buckets per segment: at least FINE, about FINE_ROWS rows each, a power of two, at
-    most MAX_FINE_BUCKETS groups in all."""
-    want = max(FINE, -(-max(0, int(est_rows)) // max(1, segments) // FINE_ROWS))
-    fine = 1
-    while fine < want:
-        fine *= 2
-    while fine > 1 and fine * max(1, segments) > MAX_FINE_BUCKETS:
-        fine //= 2
-    return fine
 
 
 def differing_buckets(source: Dict[Optional[int], Tuple[int, int]],
@@ -571,32 +556,26 @@ class Comparer:
                                   % (t[None][0], scope.target_table, scope.key))
         ranges = ranges_from_bounds(scope.key, bounds)
         per_segment = [[0, 0, 0, 0] for dummy in ranges]
-        fine_n = scope.fine
         for sums, offset in ((s, 0), (t, 2)):
             for b, (n, total) in sums.items():
                 if b is not None:
-                    per_segment[b // fine_n][offset] += n
-                    per_segment[b // fine_n][offset + 1] += total
+                    per_segment[b // FINE][offset] += n
+                    per_segment[b // FINE][offset + 1] += total
         segs = [Segment(rng, v[0], v[2], v[1], v[3]) for rng, v in zip(ranges, per_segment)]
         drift = TableDrift(segments=len(segs), source_rows=sum(x.source_rows for x in segs),
                            target_rows=sum(x.target_rows for x in segs))
         fine = differing_buckets(s, t)
-        by_segment: Dict[int, List[int]] = {}
-        for b in fine:
-            by_segment.setdefault(b // fine_n, []).append(b)
-        differing = sorted(by_segment)
+        differing = sorted({b // FINE for b in fine})
         drift.differing_segments = len(differing)
         if self.on_segment:
             self.on_segment(len(segs))
-        # rows in each differing segment's differing sub-buckets: what a row-level read fetches
-        load = {i: sum(max(s.get(b, (0, 0))[0], t.get(b, (0, 0))[0]) for b in by_segment[i]) for i in differing}
-        small = [i for i in differing if load[i] <= ROW_BATCH_ROWS]
-        for batch in _load_batches(small, load):
-            wanted = [b for i in batch for b in by_segment[i]]
+        small = [i for i in differing if max(segs[i].source_rows, segs[i].target_rows) <= ROW_LEVEL_ROWS]
+        for batch in _contiguous_batches(small, segs):
+            wanted = [b for b in fine if b // FINE in set(batch)]
             drift.ranges.extend(self._rows_of_buckets(bounds, ranges, batch, wanted))
         small_set = set(small)
         for i in differing:
-            if i not in small_set:  # too much drift in it for one read: bisection
+            if i not in small_set:
                 drift.ranges.extend(self.narrow(segs[i]))
         return drift
 
@@ -614,7 +593,7 @@ class Comparer:
             src_rows: Dict[Tuple[str, ...], int] = {}
             tgt_rows: Dict[Tuple[str, ...], int] = {}
             for b in wanted:
-                if b // self.scope.fine == i:
+                if b // FINE == i:
                     src_rows.update(s.get(b, {}))
                     tgt_rows.update(t.get(b, {}))
             diff = diff_rows(ranges[i], src_rows, tgt_rows)
@@ -650,16 +629,17 @@ class Comparer:
         return out
 
 
-def _load_batches(indexes: Sequence[int], load: Dict[int, int]) -> List[List[int]]:
-    """Differing segments (in key order) grouped so that one read fetches at most
-    ROW_BATCH_ROWS rows per side."""
+def _contiguous_batches(indexes: Sequence[int], segs: Sequence[Segment]) -> List[List[int]]:
+    """Differing segment indexes grouped so that one query fetches at most ROW_BATCH_ROWS rows
+    per side over one contiguous key span."""
     batches: List[List[int]] = []
     rows = 0
     for i in indexes:
-        if batches and rows + load[i] <= ROW_BATCH_ROWS:
+        n = max(segs[i].source_rows, segs[i].target_rows)
+        if batches and rows + n <= ROW_BATCH_ROWS:
             batches[-1].append(i)
-            rows += load[i]
+            rows += n
         else:
             batches.append([i])
-            rows = load[i]
+            rows = n
     return batches
