@@ -53,6 +53,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.gene
 from tools.testkit.synthetic_dataset import (  # noqa: E402
     create_dataset, create_many_children)
 from ansible_collections.icds.citus_migration.plugins.module_utils.schema.table_plan import load_plan  # noqa: E402
+from benchmarks import catchup as catchup_bench  # noqa: E402
 
 CLI = os.path.join(ROOT, 'bin', 'migrate_tables')
 UCR_FOLDER = os.path.join(ROOT, 'tests', 'fixtures', 'ucr_data_sources')
@@ -624,6 +625,11 @@ def copy_benchmarks(env: Env, args, work: str) -> Dict:
         subset = _pgcopydb_subset(env, args, work, db, tdb, rows, targets, expected, cols, parts)
     single = _single_table(env, args, work, db, tdb, ds, targets, cols) if 'single' in sections else []
     split = split_benchmarks(env, args, work) if 'split' in sections else []
+    caught = None
+    if 'catchup' in sections:  # last: it changes the source
+        reset_target(env, tdb, targets)
+        caught = catchup_bench.catchup_benchmarks(env, db, tdb, ds, work, P, CLI, method_engine, verify,
+                                                  expected_for, log)
     profile = None
     if args.profile:
         profile = os.path.join(work, 'engine-profile.txt')
@@ -637,7 +643,7 @@ def copy_benchmarks(env: Env, args, work: str) -> Dict:
                 '%s -> %s' % (s, t) for s, t in rows if s != t)[:5] + [
                 '... %d drop-child children in all (child copied into its parent)'
                 % sum(1 for s, t in rows if s != t)],
-            'single_table': single, 'split_table': split, 'profile': profile}
+            'single_table': single, 'split_table': split, 'catchup': caught, 'profile': profile}
 
 
 def _all_tables(env, args, work, db, tdb, ds, jobs, targets, expected, cols, parts, heap, results):
@@ -1028,6 +1034,8 @@ def markdown(report: Dict) -> str:
             table('One table holding most of the data', copy['single_table'])
         if copy.get('split_table'):
             table('One table with a key, split in key-range segments', copy['split_table'])
+        if copy.get('catchup'):
+            lines.extend(catchup_bench.markdown(copy['catchup']))
     scale = report.get('scale')
     if scale:
         lines.append('### Scale (catalog size)')
@@ -1047,6 +1055,8 @@ def markdown(report: Dict) -> str:
                 lines.append('| %d | %.2f |' % (r['children'], r['create_children_s']))
             lines.append('')
     bars = bar_checks(report)
+    if copy and copy.get('catchup'):
+        bars = bars + catchup_bench.bars(copy['catchup'])
     if bars:
         lines.append('### Against the bars (issues 6 and 11)')
         lines.append('')
@@ -1219,11 +1229,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help='missing child tables to create in the scale benchmarks')
     parser.add_argument('--skip-copy', action='store_true')
     parser.add_argument('--skip-scale', action='store_true')
-    parser.add_argument('--sections', default='all,pgcopydb,single,split,resume',
+    parser.add_argument('--sections', default='all,pgcopydb,single,split,resume,catchup',
                         help='copy sections to run: all (every table: limit, old, engine), pgcopydb (same-name '
                              'subset), single (one big table), split (a --split-mb table with a key, '
                              'key-split at --parallel 2 against two psql pipes), resume (SIGKILL at ~60%% '
-                             'of that split copy, then the re-run)')
+                             'of that split copy, then the re-run), catchup (issue 12: copy, catch-up without and '
+                             'with 0.1%% drift; changes the source, so it runs last)')
     parser.add_argument('--split-mb', type=int, default=2048,
                         help='heap size of the key-split table (default 2048: the issue asks >= 2 GB)')
     parser.add_argument('--segment-size', default='256MB', help='engine --segment-size in the split cases')

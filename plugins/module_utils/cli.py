@@ -36,6 +36,8 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.copy.recopy i
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.run_options import (
     empty_result, run_options, run_result)
 from ansible_collections.icds.citus_migration.plugins.module_utils.common import defaults
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.catchup_display import (
+    CatchupDisplay, describe_drift)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.progress import fmt_duration
 from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.selection import (
     parse_month_start, select_for_status)
@@ -258,11 +260,16 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_recopy(args: argparse.Namespace, options: RunOptions) -> int:
-    """``migrate --recopy T... / --recopy-drifted``: replace migrated tables' target rows."""
+    """``migrate --recopy T... / --recopy-drifted``: replace migrated tables' target rows
+    (named tables whole; with --recopy-drifted every other migrated table is compared segment
+    by segment and only its differing rows are replaced)."""
     run = RecopyRun(args.db_path, _params(args, 'source'), _params(args, 'target'), options,
                     args.recopy or [], args.recopy_drifted)
+    display = CatchupDisplay(sys.stdout, args.progress_interval, args.verbose)
+    run.on_result = display.result
     try:
         items = run.prepare(readonly=args.dry_run)
+        display.total = len(run.catchup_items)
         if args.dry_run:
             for item in run.dry_run():
                 if 'error' in item:
@@ -271,32 +278,58 @@ def cmd_recopy(args: argparse.Namespace, options: RunOptions) -> int:
                 else:
                     echo('[dry run] BEGIN; %s; %s | %s; COMMIT' % (
                         item['delete'], item['copy_out'], item['copy_in']))
-            echo('[dry run] %d tables would be re-copied; nothing was changed' % len(items))
-            return EXIT_OK
-        if not items:
+            drift = run.catch_up(dry_run=True)
+            drifted = [r for r in drift if r.status == 'drifted']
+            for res in drifted:
+                echo('[dry run] %s -> %s: %s' % (res.source_table, res.target_table, describe_drift(res)))
+            if args.json:
+                echo(json.dumps({'dry_run': True, 'recopy': len(items), 'drifted': len(drifted),
+                                 'tables': [r.as_dict() for r in drift]}, indent=2))
+            echo('[dry run] %d tables would be re-copied, %d drifted tables would be repaired; '
+                 'nothing was changed' % (len(items), len(drifted)))
+            return EXIT_FAILED if any(r.status == 'errored' for r in drift) else EXIT_OK
+        if not items and not run.catchup_items:
             echo('Nothing to re-copy: every migrated table matches the source.')
             return EXIT_OK
-        report = _confirmed_run(run, args, 'Preparing to re-copy %d tables, replacing their '
-                                'rows on the target. [yes / no]' % len(items), 'Re-copy')
-        if report is None:
-            return EXIT_FAILED
+        report = None
+        if items:
+            report = _confirmed_run(run, args, 'Preparing to re-copy %d tables, replacing their '
+                                    'rows on the target. [yes / no]' % len(items), 'Re-copy')
+            if report is None:
+                return EXIT_FAILED
+        if run.catchup_items and not (report and report.failed and options.stop_on_error):
+            if not args.yes and not _ask('Compare %d migrated tables and repair the rows that differ '
+                                         'on the target? [yes / no]' % len(run.catchup_items)):
+                return EXIT_FAILED
+            run.catch_up()
     finally:
         run.close()
-    for result in report.results:
+    results = report.results if report else []
+    for result in results:
         if result.status == 'errored':
             echo('ERROR %s -> %s: %s' % (result.source_table, result.target_table, result.error))
         elif result.status == 'copied':
             echo('re-copied %s -> %s: %s rows' % (
                 result.source_table, result.target_table, result.rows))
+    caught = run.catchup_results
+    recopied = sum(1 for r in results if r.status == 'copied') + sum(1 for r in caught if r.status == 'recopied')
+    repaired = sum(1 for r in caught if r.status == 'repaired')
+    errored = sum(1 for r in results if r.status == 'errored') + sum(1 for r in caught if r.status == 'errored')
+    elapsed = (report.elapsed_s if report else 0.0) + display.elapsed()
     if args.json:
-        echo(json.dumps({'selected': report.selected, 'recopied': report.count('copied'),
-                         'errored': report.failed, 'stopped_early': report.stopped_early,
-                         'elapsed_s': round(report.elapsed_s, 3),
-                         'tables': [r.as_dict() for r in report.results]}, indent=2))
-    echo('Done in %s: %d re-copied, %d errored%s.' % (
-        fmt_duration(report.elapsed_s), report.count('copied'), report.failed,
-        ', stopped after the first error' if report.stopped_early else ''))
-    return report.exit_code
+        echo(json.dumps({'selected': len(results) + len(caught), 'recopied': recopied,
+                         'repaired': repaired, 'errored': errored,
+                         'rows_repaired': sum(r.rows_repaired for r in caught),
+                         'stopped_early': bool(report and report.stopped_early),
+                         'elapsed_s': round(elapsed, 3),
+                         'tables': [r.as_dict() for r in results] + [r.as_dict() for r in caught]},
+                        indent=2))
+    if caught and not recopied and not repaired and not errored:
+        echo('Nothing to re-copy: every migrated table matches the source.')
+    echo('Done in %s: %d re-copied, %d errored, %d repaired (%d rows)%s.' % (
+        fmt_duration(elapsed), recopied, errored, repaired, sum(r.rows_repaired for r in caught),
+        ', stopped after the first error' if report and report.stopped_early else ''))
+    return EXIT_FAILED if errored or (report and report.exit_code) else EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:

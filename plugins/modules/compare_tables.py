@@ -26,7 +26,12 @@ description:
   - With O(wait_for_new_rows), also polls until rows with a timestamp at or after a start
     time appear in both databases (after the mirrors were enabled), and fails when a table
     saw none on either side before the timeout.
-  - Never writes anything; every query runs in a read-only transaction.
+  - With O(segments), compares each migrated manifest row key range by key range (per segment
+    the row count and an order-independent hash, one grouped scan per side, both sides at the
+    same time), narrows the differing segments down to the rows, and returns per table the
+    segments compared, the ranges that differ and the rows to repair; with O(repair), replaces
+    those rows on the target (as M(icds.citus_migration.migrate_tables) with C(recopy_drifted)).
+  - Without O(repair), never writes anything; every query runs in a read-only transaction.
 version_added: 0.1.0
 author:
   - icds.citus_migration maintainers (@icds)
@@ -60,6 +65,33 @@ options:
         print differently and then make the checksums differ.
     type: bool
     default: false
+  segments:
+    description:
+      - Compare the manifest's migrated rows segment by segment (key ranges of the primary key
+        or of a NOT NULL unique key) down to the rows that differ, instead of one count (and
+        checksum) per table. A table without such a key is compared as a whole (count and hash).
+      - Needs O(path). Each entry of RV(tables) then has C(status) (equal, drifted, repaired,
+        recopied, errored, skipped), C(key), C(segments), C(differing_segments),
+        C(ranges_differing), C(ranges), C(rows_to_repair), C(rows_repaired), C(source_rows),
+        C(target_rows).
+    type: bool
+    default: false
+  repair:
+    description:
+      - With O(segments), replace the rows that differ on the target (only those rows; a table
+        without a usable key is matched by row hash, or copied again whole on a Citus table), a batch of ranges per target transaction
+        under a short C(SHARE ROW EXCLUSIVE) lock of the target table. Safe while the mirrors
+        write (see docs/runbook.md). In check mode nothing is written.
+    type: bool
+    default: false
+  parallel:
+    description: With O(segments), tables compared (and repaired) at once.
+    type: int
+    default: 1
+  ledger_schema:
+    description: With O(repair), schema of the copy ledger on the target (the repair log C(copy_repairs) lives there).
+    type: str
+    default: icds_citus_migration
   only_migrated:
     description:
       - With O(path), compare only the rows the manifest marks as migrated (the rest are not
@@ -106,7 +138,7 @@ attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
-    details: The module only reads; check mode runs the same queries and returns the same results.
+    details: The module only reads (unless O(repair)); check mode runs the same queries and returns the same results, and never repairs.
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
@@ -124,6 +156,16 @@ seealso:
 '''
 
 EXAMPLES = r'''
+- name: Catch up with the source while the mirrors write (segment comparison, repair the rows that differ)
+  icds.citus_migration.compare_tables:
+    login_host: citus-coordinator
+    login_db: icds_ucr
+    source: {login_host: pg-icds, login_db: icds_ucr}
+    path: /opt/migration/icds-ucr.db
+    segments: true
+    repair: true
+    parallel: 4
+
 - name: Compare every migrated table of the manifest, with checksums, fail on any drift
   icds.citus_migration.compare_tables:
     path: /opt/migration/icds-ucr.db
@@ -178,6 +220,22 @@ tables:
       error: null
       members: [child_health_monthly_2020-01-01]
       note: null
+repaired:
+  description: With O(segments) and O(repair), the source tables whose differing rows were replaced.
+  returned: when segments is set
+  type: list
+  elements: str
+  sample: [agg_awc_2020-02-01_1]
+rows_repaired:
+  description: With O(segments), rows deleted plus rows copied by the repairs.
+  returned: when segments is set
+  type: int
+  sample: 42
+rows_to_repair:
+  description: With O(segments), rows that differ and were not repaired (without O(repair), or in check mode).
+  returned: when segments is set
+  type: int
+  sample: 0
 drift:
   description: Source tables (for a group, the target parent's name) that do not match or could not be compared.
   returned: always
@@ -225,6 +283,8 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.stor
 
 if HAS_PSYCOPG2:
     from ansible_collections.icds.citus_migration.plugins.module_utils.validate import compare
+    from ansible_collections.icds.citus_migration.plugins.module_utils.copy.recopy import RecopyRun
+    from ansible_collections.icds.citus_migration.plugins.module_utils.copy.runner import RunOptions
 
 
 def _selected_rows(p):
@@ -248,11 +308,47 @@ def _selected_rows(p):
     return [r for r in expected if r.source_table in wanted], expected
 
 
+def _segments(module, source, target, result) -> list:
+    """O(segments): the catch-up's comparison (and with O(repair), its repair) of the manifest's
+    migrated rows; returns the results that still differ or failed."""
+    p = module.params
+    if not p['path']:
+        raise SelectionError('segments needs the manifest (path): it compares manifest rows')
+    options = RunOptions(parallel=p['parallel'], source_schema=p['source_schema'],
+                         target_schema=p['target_schema'], ledger_schema=p['ledger_schema'],
+                         error_log='', option_style='module')
+    writes = p['repair'] and not module.check_mode
+    run = RecopyRun(p['path'], source, target, options, drifted=True)
+    try:
+        run.prepare(readonly=not writes)
+        wanted = {s for s, _t in compare.table_pairs(p['tables'] or [])}
+        if wanted:
+            run.catchup_items = [i for i in run.catchup_items if i.recopy.row.source_table in wanted]
+        results = run.catch_up(dry_run=not writes)
+    finally:
+        run.close()
+    differing = [r for r in results if r.status in ('drifted', 'errored')]
+    fixed = [r for r in results if r.status in ('repaired', 'recopied')]
+    result.update(tables=[r.as_dict() for r in results],
+                  drift=[r.source_table for r in differing + fixed],
+                  matched_count=sum(1 for r in results if r.status in ('equal', 'skipped')),
+                  drift_count=len(differing) + len(fixed),
+                  repaired=[r.source_table for r in fixed],
+                  rows_repaired=sum(r.rows_repaired for r in results),
+                  rows_to_repair=sum(r.rows_to_repair for r in differing),
+                  changed=bool(fixed) or (module.check_mode and p['repair'] and bool(differing)))
+    return differing
+
+
 def main():
     module = postgres_module(dict(
         path=dict(type='path', aliases=['db_path', 'manifest']),
         tables=dict(type='list', elements='raw'),
         checksums=dict(type='bool', default=False),
+        segments=dict(type='bool', default=False),
+        repair=dict(type='bool', default=False),
+        parallel=dict(type='int', default=1),
+        ledger_schema=dict(type='str', default='icds_citus_migration'),
         only_migrated=dict(type='bool', default=True),
         fail_on_drift=dict(type='bool', default=False),
         wait_for_new_rows=dict(type='dict', options=dict(
@@ -271,17 +367,23 @@ def main():
     result = dict(changed=False, tables=[], drift=[], matched_count=0, drift_count=0)
     with fail_json_on_error(module, result, unexpected=True):
         comparisons = []
-        if p['path'] or p['tables']:
+        if p['repair'] and not p['segments']:
+            raise SelectionError('repair needs segments: true (only the segment comparison repairs)')
+        if p['segments']:
+            still = _segments(module, source, target, result)
+            drifted = still
+        elif p['path'] or p['tables']:
             rows, expected = _selected_rows(p)
             with connection_pair(source, target) as (src, tgt):
                 comparisons = compare.compare_manifest(
                     src, tgt, rows, checksums=p['checksums'],
                     schema_source=p['source_schema'], schema_target=p['target_schema'],
                     family_rows=expected)
-        drifted = [c for c in comparisons if not c.match]
-        result.update(tables=[c.as_dict() for c in comparisons],
-                      drift=[c.source_table for c in drifted],
-                      matched_count=len(comparisons) - len(drifted), drift_count=len(drifted))
+        if not p['segments']:
+            drifted = [c for c in comparisons if not c.match]
+            result.update(tables=[c.as_dict() for c in comparisons],
+                          drift=[c.source_table for c in drifted],
+                          matched_count=len(comparisons) - len(drifted), drift_count=len(drifted))
         waiting = None
         if p['wait_for_new_rows']:
             w = p['wait_for_new_rows']
@@ -294,10 +396,11 @@ def main():
 
     problems = []
     if p['fail_on_drift'] and drifted:
-        shown = '; '.join(c.describe() for c in drifted[:5])
+        shown = '; '.join(c.describe() if hasattr(c, 'describe') else '%s (%s)' % (
+            c.source_table, c.error or '%d rows differ' % c.rows_to_repair) for c in drifted[:5])
         more = len(drifted) - 5
         problems.append('%d of %d tables drifted: %s%s' % (
-            len(drifted), len(comparisons), shown, ' (and %d more)' % more if more > 0 else ''))
+            len(drifted), len(result['tables']), shown, ' (and %d more)' % more if more > 0 else ''))
     if waiting:
         problems.append('no new rows since %s within %ss in %s' % (
             p['wait_for_new_rows']['since'], p['wait_for_new_rows']['timeout'], waiting))

@@ -133,8 +133,17 @@ options:
     elements: str
   recopy_drifted:
     description:
-      - Compare every migrated table (row counts and checksums, as
-        M(icds.citus_migration.compare_tables)) and copy again, as O(recopy), those that differ.
+      - Drift catch-up in proportion to the change. Compare every (other) migrated table segment
+        by segment (key ranges of its primary key or a NOT NULL unique key; per segment the row
+        count and an order-independent hash, one grouped scan per side, source and target at
+        the same time), narrow the differing segments down to the rows and replace only those
+        rows on the target, a batch of ranges per target transaction that holds a short
+        C(SHARE ROW EXCLUSIVE) lock on the target table (see docs/runbook.md for the guarantee
+        beside mirrored writes). A table without a usable key is compared as a whole and, only
+        when it differs, repaired row by row (matched by row hash; a plain target table) or
+        copied again, as O(recopy) (a Citus distributed or reference table, or a big one).
+      - O(parallel) tables are compared and repaired at once.
+      - In check mode the drift is compared and returned, nothing is written.
     type: bool
     default: false
   fail_on_error:
@@ -202,10 +211,25 @@ selected:
   type: int
   sample: 222
 copied:
-  description: Tables copied by this run.
+  description: Tables copied by this run (with O(recopy) / O(recopy_drifted), the same as RV(recopied)).
   returned: always
   type: int
   sample: 220
+recopied:
+  description: Tables re-copied whole (O(recopy), and drifted tables without a usable key that cannot be repaired row by row), as the CLI's C(recopied).
+  returned: when recopy or recopy_drifted is set
+  type: int
+  sample: 1
+repaired:
+  description: Drifted tables whose differing rows were replaced (in check mode, would be).
+  returned: when recopy or recopy_drifted is set
+  type: int
+  sample: 127
+rows_repaired:
+  description: Rows deleted plus rows copied by the repairs (in check mode, rows that differ).
+  returned: when recopy or recopy_drifted is set
+  type: int
+  sample: 3649
 already_copied:
   description:
     - Tables the target ledger shows as copied earlier (for example by a run that crashed before
@@ -236,8 +260,12 @@ rows_copied:
 tables:
   description:
     - One entry per table handled (in check mode, per table that would be copied).
-    - With O(recopy) or O(recopy_drifted) in check mode, each entry has the C(delete),
+    - With O(recopy) in check mode, each named table's entry has the C(delete),
       C(copy_out) and C(copy_in) statements of its one transaction.
+    - With O(recopy_drifted), each compared table's entry has C(status) (equal, drifted in check
+      mode, repaired, recopied, errored, skipped), C(key), C(segments), C(differing_segments),
+      C(ranges_differing), C(ranges), C(rows_to_repair), C(rows_deleted), C(rows_copied),
+      C(rows_repaired), C(transactions), C(source_rows), C(target_rows), C(seconds).
   returned: always
   type: list
   elements: dict
@@ -274,6 +302,56 @@ if HAS_PSYCOPG2:
 LIVE_INTERVAL_S = 2.0
 
 
+def recopy(module, run) -> None:
+    """O(recopy) / O(recopy_drifted): named tables re-copied whole, every other migrated table
+    compared by segments and its differing rows repaired (check mode: compared only)."""
+    p = module.params
+    result = dict(changed=False, recopied=0, repaired=0, rows_repaired=0, **empty_result())
+    try:
+        with fail_json_on_error(module, result, unexpected=True):
+            items = run.prepare(readonly=module.check_mode)
+            result['selected'] = len(items) + len(run.catchup_items)
+            if module.check_mode:
+                plan = run.dry_run()
+                drift = run.catch_up(dry_run=True)
+                result['tables'] = plan + [r.as_dict() for r in drift]
+                result['recopied'] = sum(1 for i in plan if 'error' not in i)
+                result['repaired'] = sum(1 for r in drift if r.status == 'drifted')
+                result['rows_repaired'] = sum(r.rows_to_repair for r in drift)
+                result['copied'] = result['recopied']
+                result['changed'] = bool(result['recopied'] or result['repaired'])
+                problems = [i['error'] for i in plan if 'error' in i] + [
+                    '%s: %s' % (r.source_table, r.error) for r in drift if r.status == 'errored']
+                if problems and p['fail_on_error']:
+                    module.fail_json(msg='%d tables cannot be compared or re-copied: %s' % (
+                        len(problems), '; '.join(problems[:5])), **result)
+                module.exit_json(**result)
+            report = run.run() if items else None
+            if not (report and report.failed and p['stop_on_error']):
+                run.catch_up()
+    finally:
+        run.close()
+    named = report.results if report else []
+    caught = run.catchup_results
+    result.update(
+        recopied=sum(1 for r in named if r.status == 'copied') + sum(1 for r in caught if r.status == 'recopied'),
+        repaired=sum(1 for r in caught if r.status == 'repaired'),
+        rows_repaired=sum(r.rows_repaired for r in caught),
+        errored=sum(1 for r in named if r.status == 'errored') + sum(1 for r in caught if r.status == 'errored'),
+        stopped_early=bool(report and report.stopped_early),
+        elapsed_s=round((report.elapsed_s if report else 0.0) + sum(r.seconds for r in caught), 3),
+        rows_copied=sum(r.rows or 0 for r in named if r.status == 'copied') + sum(r.rows_copied for r in caught),
+        tables=[r.as_dict() for r in named] + [r.as_dict() for r in caught])
+    result['copied'] = result['recopied']
+    result['changed'] = bool(result['recopied'] or result['repaired'])
+    if result['errored'] and p['fail_on_error']:
+        failed = [r for r in named + caught if r.status == 'errored']
+        module.fail_json(msg='%d of %d tables failed: %s' % (
+            len(failed), result['selected'],
+            '; '.join('%s: %s' % (r.source_table, r.error) for r in failed[:5])), **result)
+    module.exit_json(**result)
+
+
 def main():
     module = postgres_module(dict(
         path=dict(type='path', required=True, aliases=['db_path', 'manifest']),
@@ -299,14 +377,13 @@ def main():
     options = run_options(p, 'module')
     source, target = source_target_from_module_options(p)
     if p['recopy'] or p['recopy_drifted']:
-        run = RecopyRun(p['path'], source, target, options, p['recopy'] or [],
-                        p['recopy_drifted'])
-    else:
-        # <path>.live.json: what the run does now, for wait_for_copy and migration_status
-        events = None if module.check_mode else LiveState(snapshot_file=live_path(p['path']),
-                                                          snapshot_interval=LIVE_INTERVAL_S,
-                                                          parallel=p['parallel'])
-        run = MigrationRun(p['path'], source, target, options, events)
+        recopy(module, RecopyRun(p['path'], source, target, options, p['recopy'] or [],
+                                 p['recopy_drifted']))
+    # <path>.live.json: what the run does now, for wait_for_copy and migration_status
+    events = None if module.check_mode else LiveState(snapshot_file=live_path(p['path']),
+                                                      snapshot_interval=LIVE_INTERVAL_S,
+                                                      parallel=p['parallel'])
+    run = MigrationRun(p['path'], source, target, options, events)
     result = dict(changed=False, **empty_result())
     try:
         with fail_json_on_error(module, result, unexpected=True):

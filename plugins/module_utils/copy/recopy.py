@@ -31,22 +31,20 @@ except ImportError:  # pragma: no cover - modules report the missing library
 
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate import compare
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy import ledger
-from ansible_collections.icds.citus_migration.plugins.module_utils.schema.citus_catalog import (
-    citus_version)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.columns import (
     read_columns_many)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.runner import (
-    RunOptions, RunReport, TableResult, runner_label, small_table_settings, source_identity)
+    RunOptions, RunReport, TableResult, small_table_settings)
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.run_context import (
+    ConnectionPair, RunFacts, log_failure, read_facts, runner_label)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.error_log import (
-    append_error, default_error_log)
+    default_error_log)
 from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import (
     MigrationError, SelectionError)
 from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import (
     Manifest, ManifestRow, utc_now)
 from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import (
     ConnParams, connect, connection_pair)
-from ansible_collections.icds.citus_migration.plugins.module_utils.copy.source_stats import (
-    table_estimates)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_copy import (
     ByteCounter, CopyFailed, CopyTask, abort_target, configure_target_transaction, copy_and_record,
     copy_statements, resolve)
@@ -131,21 +129,6 @@ def plan_recopy(src_conn, tgt_conn, rows: Sequence[ManifestRow],
     return sorted(items, key=lambda item: order[item.row.id])
 
 
-def drifted_rows(src_conn, tgt_conn, all_rows: Sequence[ManifestRow], options: RunOptions
-                 ) -> List[ManifestRow]:
-    """Migrated rows whose target rows differ from the source (count or checksum)."""
-    migrated = [r for r in all_rows if r.migrated]
-    results = compare.compare_manifest(src_conn, tgt_conn, migrated, checksums=True,
-                                       schema_source=options.source_schema,
-                                       schema_target=options.target_schema,
-                                       family_rows=list(all_rows))
-    names = set()
-    for res in results:
-        if not res.match:
-            names.update(res.members if res.kind == 'group' else [res.source_table])
-    return [r for r in migrated if r.source_table in names]
-
-
 def recopy_one(src_conn, tgt_conn, item: RecopyItem, options: RunOptions, source_id: str,
                runner: str, counter: Optional[ByteCounter] = None) -> TableResult:
     """Replace one row's target rows in one target transaction (rolled back on failure)."""
@@ -193,12 +176,21 @@ class RecopyRun:
         self.runner = runner_label()
         self.manifest: Optional[Manifest] = None
         self.items: List[RecopyItem] = []
+        self.catchup_items: list = []  # drifted: every other migrated row (copy.catchup)
+        self.catchup_results: list = []
+        self.on_result = None  # callback for each catch-up result (progress display)
         self.source_id = ''
+        self.facts: Optional[RunFacts] = None
 
     def prepare(self, readonly: bool = False) -> List[RecopyItem]:
         self.options.validate()
         if not self.tables and not self.drifted:
             raise SelectionError('nothing to re-copy: name tables or ask for the drifted ones')
+        if self.tables and not self.drifted and self.options.parallel > 1:
+            raise SelectionError('%s re-copies the named tables one at a time: drop %s (it applies '
+                                 'to %s, which compares and repairs that many tables at once)' % (
+                                     self.options.label('recopy'), self.options.label('parallel'),
+                                     self.options.label('recopy_drifted')))
         if self.options.table or self.options.start_date or self.options.end_date:
             label = self.options.label
             raise SelectionError('%s / %s select tables themselves: drop %s, %s and %s' % (
@@ -208,14 +200,19 @@ class RecopyRun:
         all_rows = self.manifest.rows()
         rows = select_named(all_rows, self.tables, self.options.label('recopy')) if self.tables else []
         with connection_pair(self.source, self.target) as (src, tgt):
-            self.source_id = self.options.source_id or source_identity(src, self.source)
+            self.facts = read_facts(src, tgt, self.source, self.options.source_id,
+                                    self.options.source_schema,
+                                    [r.source_table for r in all_rows if r.migrated])
+            self.source_id = self.facts.source_id
+            self.items = plan_recopy(src, tgt, rows, all_rows, self.options) if rows else []
             if self.drifted:
                 seen = {r.id for r in rows}
-                rows += [r for r in drifted_rows(src, tgt, all_rows, self.options)
-                         if r.id not in seen]
-                rows.sort(key=lambda r: r.id)
-            self.items = plan_recopy(src, tgt, rows, all_rows, self.options) if rows else []
-            self._small_tables_on_citus(src, tgt)
+                rest = [r for r in all_rows if r.migrated and r.id not in seen]
+                planned = plan_recopy(src, tgt, rest, all_rows, self.options) if rest else []
+                from ansible_collections.icds.citus_migration.plugins.module_utils.copy import (
+                    catchup)  # here: catchup builds on this module
+                self.catchup_items = catchup.plan_catchup(src, tgt, planned, self.options)
+            self._small_tables_on_citus()
             problems = [i.error for i in self.items if i.error]
             if problems and self.options.stop_on_error and not readonly:
                 raise SelectionError('%d of %d tables cannot be re-copied, nothing was '
@@ -225,18 +222,32 @@ class RecopyRun:
                 ledger.ensure_ledger(tgt, self.options.ledger_schema)
         return self.items
 
-    def _small_tables_on_citus(self, src, tgt) -> None:
+    def _small_tables_on_citus(self) -> None:
         """Give each item the settings its copy by ``migrate`` would get."""
-        on_citus = bool(self.items) and citus_version(tgt) is not None
-        tgt.rollback()
-        if not on_citus:
+        items = self.items + [c.recopy for c in self.catchup_items]
+        if not self.facts.target_is_citus:
             return
-        sizes = table_estimates(src, [i.row.source_table for i in self.items],
-                                self.options.source_schema)
-        for item in self.items:
+        sizes = self.facts.estimates
+        for item in items:
             item.target_settings = small_table_settings(
                 True, sizes.get(item.row.source_table, (0, 0))[1],
                 self.options.small_table_threshold)
+
+    def catch_up(self, dry_run: bool = False) -> list:
+        """Compare every other migrated row segment by segment and repair what differs
+        (``dry_run``: compare and report only). Results in manifest order."""
+        if not self.catchup_items:
+            return []
+        from ansible_collections.icds.citus_migration.plugins.module_utils.copy import (
+            catchup)  # here: catchup builds on this module
+        worker = catchup.Catchup(self.source, self.target, self.options, self.facts,
+                                 self.runner, dry_run, self.on_result,
+                                 default_error_log(self.manifest_path) if self.options.error_log is None
+                                 else self.options.error_log)
+        with connection_pair(self.source, self.target) as (src, tgt):
+            catchup.read_split_plans(worker, tgt, self.catchup_items)
+        self.catchup_results = worker.run(self.catchup_items)
+        return self.catchup_results
 
     def dry_run(self) -> List[Dict[str, object]]:
         """The statements each re-copy would run, in its one target transaction."""
@@ -276,7 +287,7 @@ class RecopyRun:
         error_log = (default_error_log(self.manifest_path) if self.options.error_log is None
                      else self.options.error_log)
         started = time.monotonic()
-        src = tgt = None
+        conns = ConnectionPair(self.source, self.target)
         try:
             for item in self.items:
                 row = item.row
@@ -293,18 +304,11 @@ class RecopyRun:
                     continue
                 t0 = utc_now()
                 try:
-                    if src is None or src.closed:
-                        src = connect(self.source, 'source')
-                        src.set_session(readonly=True)
-                    if tgt is None or tgt.closed:
-                        tgt = connect(self.target, 'target')
+                    src, tgt = conns.ensure()
                     result = recopy_one(src, tgt, item, self.options, self.source_id,
                                         self.runner)
                 except MigrationError as exc:
-                    for conn in (src, tgt):
-                        if conn is not None:
-                            conn.close()
-                    src = tgt = None
+                    conns.reset()
                     self._log(item, exc, error_log)
                     report.results.append(TableResult(
                         row.id, row.source_table, row.target, 'errored', error=str(exc),
@@ -315,25 +319,14 @@ class RecopyRun:
                                             result.duration_s, self.runner)
                 report.results.append(result)
         finally:
-            for conn in (src, tgt):
-                if conn is not None and not conn.closed:
-                    conn.close()
+            conns.reset()
             report.elapsed_s = time.monotonic() - started
         return report
 
     def _log(self, item: RecopyItem, exc: MigrationError, error_log: str) -> None:
-        append_error(error_log, {
-            'time': utc_now(), 'manifest_id': item.row.id, 'source_table': item.row.source_table,
-            'target_table': item.row.target, 'date': item.row.date, 'part': None,
-            'sqlstate': getattr(exc, 'sqlstate', None), 'message': str(exc),
-            'detail': getattr(exc, 'detail', None), 'context': getattr(exc, 'context', None),
-            'hint': getattr(exc, 'hint', None),
-            'command': 'recopy: %s; COPY %s.%s TO STDOUT | COPY %s.%s FROM STDIN' % (
-                item.kind, self.options.source_schema, item.row.source_table,
-                self.options.target_schema, item.row.target),
-            'source': self.source.describe(), 'target': self.target.describe(),
-            'runner': self.runner,
-        })
+        log_failure(error_log, item.row, exc, 'recopy: %s; COPY %s.%s TO STDOUT | COPY %s.%s FROM STDIN' % (
+            item.kind, self.options.source_schema, item.row.source_table,
+            self.options.target_schema, item.row.target), None, self.source, self.target, self.runner)
 
     def close(self) -> None:
         if self.manifest is not None:

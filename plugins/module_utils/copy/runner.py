@@ -19,9 +19,7 @@ the missing segments; a ctid-split table whose snapshot is gone starts again fro
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import os
 import re
-import socket
 import threading
 import time
 from collections import deque
@@ -36,11 +34,8 @@ except ImportError:  # pragma: no cover - modules report the missing library
 
 from ansible_collections.icds.citus_migration.plugins.module_utils.common import defaults
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy import ledger
-from ansible_collections.icds.citus_migration.plugins.module_utils.schema.citus_catalog import (
-    citus_version,
-)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.error_log import (
-    append_error, default_error_log)
+    default_error_log)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.columns import (
     match_columns, read_columns_many)
 from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import (
@@ -53,10 +48,10 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.writ
 from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import (
     ConnParams, connect, connection_pair)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.progress import Progress
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.run_context import (
+    ConnectionPair, log_failure, read_facts, runner_label)
 from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.selection import (
     parse_month_start, select_for_copy)
-from ansible_collections.icds.citus_migration.plugins.module_utils.copy.source_stats import (
-    table_estimates)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_copy import (
     ByteCounter, CopyTask, SnapshotGone, copy_statements, diagnose, partitioned_tables, resolve,
     copy_table)
@@ -231,48 +226,20 @@ class RunEvents:
         pass
 
 
-def runner_label() -> str:
-    return '%s:%d' % (socket.gethostname(), os.getpid())
-
-
-def source_identity(conn, params: ConnParams) -> str:
-    """Stable name of the source database for the ledger: dbname plus the cluster's
-    system identifier when the role may read it (it tells two same-named databases apart)."""
-    with conn.cursor() as cur:
-        cur.execute('SELECT current_database()')
-        dbname = cur.fetchone()[0]
-        try:
-            cur.execute('SELECT system_identifier::text FROM pg_control_system()')
-            sysid = cur.fetchone()[0]
-        except Exception:
-            conn.rollback()
-            sysid = None
-    conn.rollback()
-    return '%s@%s' % (dbname, sysid) if sysid else dbname
-
-
 class _Worker:
     """One pair of connections, used by one thread at a time."""
 
     def __init__(self, run: 'MigrationRun', index: int):
         self.run = run
         self.index = index
-        self.src = None
-        self.tgt = None
+        self.conns = ConnectionPair(run.source, run.target)
         self.counter = ByteCounter()
         self.lock = threading.Lock()
 
-    def _ensure(self) -> None:
-        if self.src is None or self.src.closed:
-            self.src = connect(self.run.source, 'source')
-            self.src.set_session(readonly=True)
-        if self.tgt is None or self.tgt.closed:
-            self.tgt = connect(self.run.target, 'target')
-
     def copy(self, task: CopyTask, wait_for_lock: bool, resolved=None):
         try:
-            self._ensure()
-            return copy_table(self.src, self.tgt, task, self.run.source_id,
+            src, tgt = self.conns.ensure()
+            return copy_table(src, tgt, task, self.run.source_id,
                               self.run.runner, self.run.options.ledger_schema,
                               wait_for_lock, self.counter, resolved)
         except BaseException:
@@ -280,21 +247,10 @@ class _Worker:
             raise
 
     def cancel(self) -> None:
-        for conn in (self.src, self.tgt):
-            try:
-                if conn is not None and not conn.closed:
-                    conn.cancel()
-            except Exception:
-                pass
+        self.conns.cancel()
 
     def reset(self) -> None:
-        for conn in (self.src, self.tgt):
-            try:
-                if conn is not None:
-                    conn.close()
-            except Exception:
-                pass
-        self.src = self.tgt = None
+        self.conns.reset()
 
 
 class MigrationRun:
@@ -326,12 +282,10 @@ class MigrationRun:
                                     self.options.end_date, self.options.table,
                                     self.options.retry_errors)
         with connection_pair(self.source, self.target) as (src, tgt):
-            self.source_id = self.options.source_id or source_identity(src, self.source)
-            self.target_is_citus = citus_version(tgt) is not None
-            tgt.rollback()
-            est = table_estimates(src, [r.source_table for r in self.rows],
-                                  self.options.source_schema)
-            self.estimates = {r.id: est.get(r.source_table, (0, 0)) for r in self.rows}
+            facts = read_facts(src, tgt, self.source, self.options.source_id,
+                               self.options.source_schema, [r.source_table for r in self.rows])
+            self.source_id, self.target_is_citus = facts.source_id, facts.target_is_citus
+            self.estimates = {r.id: facts.estimates.get(r.source_table, (0, 0)) for r in self.rows}
             self.problems = self._check_mappings(src, tgt)
             if self.problems and self.options.stop_on_error and not readonly:
                 shown = list(self.problems.values())[:5]
@@ -778,15 +732,7 @@ class MigrationRun:
             command = 'COPY (SELECT ... FROM ONLY %s.%s WHERE %s) TO STDOUT | COPY %s.%s FROM STDIN' % (
                 task.source_schema, task.source_table, task.part, task.target_schema,
                 task.target_table)
-        append_error(error_log, {
-            'time': utc_now(), 'manifest_id': row.id, 'source_table': row.source_table,
-            'target_table': row.target, 'date': row.date, 'part': task.part or None,
-            'sqlstate': getattr(exc, 'sqlstate', None),
-            'message': str(exc), 'detail': getattr(exc, 'detail', None),
-            'context': getattr(exc, 'context', None), 'hint': getattr(exc, 'hint', None),
-            'command': command, 'source': self.source.describe(),
-            'target': self.target.describe(), 'runner': self.runner,
-        })
+        log_failure(error_log, row, exc, command, task.part, self.source, self.target, self.runner)
 
     def close(self) -> None:
         if self.manifest is not None:

@@ -1,0 +1,645 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Find the rows that differ between a source table and its target rows, in proportion to
+the drift: segment checksums, bisection, then the rows themselves.
+
+A table with a usable key (``copy.key_ranges.usable_key``) is cut into key-range segments:
+the table's stored key-range split plan when it has one, else bounds planned from a block
+sample (about ``SEGMENT_ROWS`` rows per segment; a small table is one segment). Each side
+computes, per segment, ``count(*)`` and the sum of ``hashtextextended(ROW(columns)::text, 0)``
+(order independent, a duplicate counts twice) in ONE grouped scan: ``GROUP BY
+width_bucket(key, bounds)``. Source and target are queried at the same time, each in its own
+read-only transaction with the text settings of ``compare`` (so values print alike).
+
+A segment whose count or sum differs is narrowed: when it holds more than ``ROW_LEVEL_ROWS``
+rows it is split into ``BISECT_PARTS`` sub-ranges at percentiles of the source keys in it and
+each sub-range is compared the same way (recursively); otherwise the rows themselves are
+compared: ``(key, row hash)`` of every row of the range on both sides, diffed here. The result
+is, per differing range, the keys whose target row must be replaced (or deleted): see
+``copy.range_repair``.
+
+Which rows are "the target rows" of a manifest row follows ``compare.plan_comparisons`` (same
+name, keep-child child, drop-child slice by the child's CHECK, partitions).
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+try:
+    import psycopg2
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - modules report the missing library
+    psycopg2 = None
+    sql = None
+
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import MigrationError
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import (
+    KeyRange, SUPPORTED_TYPES, is_key_part, plan_bounds, ranges_from_bounds)
+from ansible_collections.icds.citus_migration.plugins.module_utils.validate.compare import (
+    TEXT_SETTINGS)
+
+SEGMENT_ROWS = 10000       # rows per planned segment of a table without a stored plan
+MAX_SEGMENTS = 4096        # bounds in one width_bucket array
+ROW_LEVEL_ROWS = 20000     # a differing range at most this big is compared row by row
+BISECT_PARTS = 16          # sub-ranges of a bigger differing range
+ROW_BATCH_ROWS = 200000    # rows fetched per row-level query (contiguous differing segments)
+FINE = 256                 # sub-buckets per segment in the first pass (by a hash of the key)
+
+
+@dataclass
+class Scope:
+    """The rows of one manifest row on each side, and how they are keyed and hashed."""
+
+    source_table: str
+    target_table: str
+    kind: str  # 'table' | 'slice'
+    target_only: bool
+    predicate: Optional[str]  # the target rows (a CHECK expression of the source catalog)
+    columns: List[str]  # compared columns, in the source's order
+    key: Optional[str] = None  # the leading key column: segments are ranges of it
+    key_type: Optional[str] = None
+    # every column of the key (a row's identity) and their types (format_type): the leading
+    # column alone need not be unique, e.g. PRIMARY KEY (supervisor_id, doc_id)
+    key_columns: Tuple[str, ...] = ()
+    key_types: Tuple[str, ...] = ()
+    # 'record': hash_record_extended(ROW(...)), the types' own hash functions (PostgreSQL 14+,
+    # every compared column of a hashable type, the same type on both sides: no text output,
+    # about 2.5 times faster); 'text': hashtextextended(ROW(...)::text), any type
+    hash_mode: str = 'text'
+
+    def __post_init__(self) -> None:
+        if self.key and not self.key_columns:
+            self.key_columns, self.key_types = (self.key,), (self.key_type,)
+
+
+@dataclass
+class Segment:
+    """One key range and what each side holds in it."""
+
+    range: KeyRange
+    source_rows: int = 0
+    target_rows: int = 0
+    source_sum: int = 0
+    target_sum: int = 0
+
+    @property
+    def differs(self) -> bool:
+        return (self.source_rows, self.source_sum) != (self.target_rows, self.target_sum)
+
+
+@dataclass
+class RangeDiff:
+    """A differing range narrowed to its rows: keys to copy again from the source (changed
+    or missing on the target) and keys to delete from the target (gone from the source)."""
+
+    range: KeyRange
+    changed: List[Tuple[str, ...]] = field(default_factory=list)  # key column values, as text
+    missing: List[Tuple[str, ...]] = field(default_factory=list)
+    extra: List[Tuple[str, ...]] = field(default_factory=list)
+
+    @property
+    def keys(self) -> List[Tuple[str, ...]]:
+        return self.changed + self.missing + self.extra
+
+    @property
+    def rows(self) -> int:
+        return len(self.changed) + len(self.missing) + len(self.extra)
+
+
+@dataclass
+class TableDrift:
+    """The outcome of comparing one scope."""
+
+    segments: int = 0
+    differing_segments: int = 0
+    ranges: List[RangeDiff] = field(default_factory=list)
+    source_rows: int = 0
+    target_rows: int = 0
+    whole: Optional[bool] = None  # keyless: compared as a whole; True/False = differs
+
+    @property
+    def differs(self) -> bool:
+        return bool(self.whole) or any(r.rows for r in self.ranges)
+
+    @property
+    def rows_to_repair(self) -> int:
+        return sum(r.rows for r in self.ranges)
+
+
+class SideQueryFailed(MigrationError):
+    pass
+
+
+# -- one side ---------------------------------------------------------------------------------
+
+class Side:
+    """One database seen through one connection: statements run in read-only transactions
+    with stable text output (``compare.TEXT_SETTINGS``), rolled back after each query."""
+
+    def __init__(self, conn, schema: str, label: str, citus: bool = False,
+                 settings: Sequence[Tuple[str, str]] = ()):
+        self.conn = conn
+        self.schema = schema
+        self.label = label
+        self.citus = citus
+        self.settings = tuple(settings)  # e.g. one connection per worker for a small table
+
+    def _prelude(self, text: bool):
+        statements = [sql.SQL('SET TRANSACTION READ ONLY')]
+        if self.citus and text:
+            statements.append(sql.SQL("SET LOCAL citus.propagate_set_commands TO 'local'"))
+        settings = (tuple(TEXT_SETTINGS) if text else ()) + self.settings
+        statements.extend(sql.SQL('SET LOCAL {} TO {}').format(sql.Identifier(name), sql.Literal(value))
+                          for name, value in settings)
+        return sql.SQL('; ').join(statements)
+
+    def fetch(self, query, args=None, text: bool = True) -> list:
+        """Rows of ``query`` in a read-only transaction of its own; ``text``: with the text
+        settings (a hash or key of the rows is printed as text).
+
+        One round trip (statements of one query string run in one implicit transaction),
+        except on Citus with the text settings: Citus propagates SET LOCAL to the workers
+        with propagate_set_commands = 'local' and refuses a distributed query in the same
+        string as a propagated SET, so those go first, then the query, then the rollback."""
+        prelude = self._prelude(text)
+        try:
+            if self.citus and text:
+                try:
+                    with self.conn.cursor() as cur:
+                        cur.execute(prelude)
+                        cur.execute(query, args)
+                        return cur.fetchall()
+                finally:
+                    if not self.conn.closed:
+                        self.conn.rollback()
+            autocommit = self.conn.autocommit
+            self.conn.autocommit = True
+            try:
+                with self.conn.cursor() as cur:
+                    cur.execute(sql.SQL('; ').join([prelude, query]), args)
+                    return cur.fetchall()
+            finally:
+                if not self.conn.closed:
+                    self.conn.autocommit = autocommit
+        except psycopg2.Error as exc:
+            diag = getattr(exc, 'diag', None)
+            message = (getattr(diag, 'message_primary', None) if diag else None) or ' '.join(str(exc).split())
+            raise SideQueryFailed('%s: %s' % (self.label, message))
+
+
+_TEMPORAL = ('date', 'time', 'interval')  # format_type prefixes: their text depends on settings
+
+
+def needs_text(scope: Scope) -> bool:
+    """Do the queries of this scope print values as text (so need the text settings)?"""
+    return scope.hash_mode != 'record' or any(t.startswith(_TEMPORAL) for t in scope.key_types)
+
+
+def both(source_fn: Callable[[], object], target_fn: Callable[[], object]) -> Tuple[object, object]:
+    """Run the source query in a helper thread and the target query here, at the same time."""
+    out: Dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            out['value'] = source_fn()
+        except BaseException as exc:  # re-raised in the caller's thread
+            out['error'] = exc
+
+    thread = threading.Thread(target=run, name='compare-source', daemon=True)
+    thread.start()
+    try:
+        target_value = target_fn()
+    finally:
+        thread.join()
+    if 'error' in out:
+        raise out['error']
+    return out['value'], target_value
+
+
+# -- SQL pieces ---------------------------------------------------------------------------------
+
+def _relation(schema: str, table: str, only: bool):
+    return sql.SQL('{}{}.{}').format(sql.SQL('ONLY ') if only else sql.SQL(''),
+                                     sql.Identifier(schema), sql.Identifier(table))
+
+
+def row_hash(columns: Sequence[str], mode: str = 'text'):
+    row = sql.SQL('ROW({})').format(sql.SQL(', ').join(sql.Identifier(c) for c in columns))
+    if mode == 'record':
+        return sql.SQL('hash_record_extended({}, 0)').format(row)
+    return sql.SQL('hashtextextended({}::text, 0)').format(row)
+
+
+def _where(conditions: Sequence[object]):
+    parts = [c for c in conditions if c is not None]
+    if not parts:
+        return sql.SQL('')
+    return sql.SQL(' WHERE ') + sql.SQL(' AND ').join(sql.SQL('({})').format(c) for c in parts)
+
+
+def key_cast(scope: Scope):
+    if scope.key_type not in SUPPORTED_TYPES:  # the type name is spliced into SQL
+        raise MigrationError('key column %s of %s has an unsupported type %r'
+                             % (scope.key, scope.source_table, scope.key_type))
+    return sql.SQL(scope.key_type)
+
+
+def _side_args(scope: Scope, side: str):
+    """(table, FROM ONLY?, fixed condition) of the scope's rows on one side."""
+    if side == 'source':
+        return scope.source_table, True, None
+    # the predicate is a CHECK expression from the source catalog (columns only), as in compare
+    return scope.target_table, scope.target_only, (sql.SQL(scope.predicate) if scope.predicate else None)
+
+
+def _bucket(scope: Scope, bounds: Sequence[str], fine: bool = False):
+    """The segment number of a row (0 without bounds); ``fine``: segment * FINE + a hash of
+    the row's key modulo FINE, so that a segment's few changed rows are found by fetching
+    the rows of the few sub-buckets that differ, not the whole segment."""
+    segment = sql.SQL('0') if not bounds else sql.SQL('width_bucket({}, {}::{}[])').format(
+        sql.Identifier(scope.key), sql.Literal(list(bounds)), key_cast(scope))
+    if not fine:
+        return segment
+    return sql.SQL('({} * {} + ({} & {}))').format(segment, sql.Literal(FINE),
+                                                   row_hash(scope.key_columns, scope.hash_mode),
+                                                   sql.Literal(FINE - 1))
+
+
+def bucket_query(side: Side, scope: Scope, which: str, bounds: Sequence[str],
+                 within: Optional[KeyRange], fine: bool = False):
+    """count and hash sum per width_bucket of the key (0 when there are no bounds)."""
+    table, only, fixed = _side_args(scope, which)
+    query = sql.SQL('SELECT {b}, count(*), COALESCE(sum({h}), 0)::text FROM {rel}{where} GROUP BY 1').format(
+        b=_bucket(scope, bounds, fine), h=row_hash(scope.columns, scope.hash_mode), rel=_relation(side.schema, table, only),
+        where=_where([fixed, within.predicate() if within is not None else None]))
+    return query
+
+
+def bucket_sums(side: Side, scope: Scope, which: str, bounds: Sequence[str],
+                within: Optional[KeyRange] = None, fine: bool = False) -> Dict[Optional[int], Tuple[int, int]]:
+    rows = side.fetch(bucket_query(side, scope, which, bounds, within, fine), text=needs_text(scope))
+    return {b: (int(n), int(s)) for b, n, s in rows}
+
+
+def row_hashes(side: Side, scope: Scope, which: str, span: KeyRange,
+               bounds: Sequence[str] = (), only_buckets: Optional[Sequence[int]] = None,
+               fine: bool = False) -> Dict[int, Dict[Tuple[str, ...], int]]:
+    """width bucket -> key (every key column as text) -> row hash, for the rows in ``span``
+    (bucket 0 without bounds); only the rows of ``only_buckets`` when given."""
+    table, only, fixed = _side_args(scope, which)
+    conditions = [fixed, span.predicate()]
+    if only_buckets is not None:
+        conditions.append(sql.SQL('{} = ANY({})').format(
+            _bucket(scope, bounds, fine), sql.Literal(list(only_buckets))))
+    keys = sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in scope.key_columns)
+    query = sql.SQL('SELECT {b}, {h}, {k} FROM {rel}{where}').format(
+        b=_bucket(scope, bounds, fine), k=keys, h=row_hash(scope.columns, scope.hash_mode),
+        rel=_relation(side.schema, table, only), where=_where(conditions))
+    out: Dict[int, Dict[Tuple[str, ...], int]] = {}
+    for rec in side.fetch(query, text=needs_text(scope)):
+        key = tuple(rec[2:])
+        if any(v is None for v in key):
+            raise SideQueryFailed('%s: rows of %s have no value in a key column (%s)'
+                                  % (side.label, table, ', '.join(scope.key_columns)))
+        out.setdefault(rec[0], {})[key] = int(rec[1])
+    return out
+
+
+_KEYS_SQL = """
+SELECT c.relname, array_agg(a.attname::text ORDER BY k.n) FILTER (WHERE k.n <= i.indnkeyatts),
+       array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY k.n) FILTER (WHERE k.n <= i.indnkeyatts),
+       bool_and(a.attnotnull), (array_agg(t.typname::text ORDER BY k.n))[1],
+       (array_agg(bt.typname::text ORDER BY k.n))[1]
+FROM pg_catalog.pg_index i
+JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
+JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace
+CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)
+JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_catalog.pg_type bt ON bt.oid = t.typbasetype AND t.typtype = 'd'
+WHERE ns.nspname = %s AND c.relname = ANY(%s) AND i.indisunique AND i.indisvalid
+  AND i.indimmediate AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indkey[0] <> 0
+GROUP BY c.relname, i.indexrelid, i.indisprimary, i.indnatts
+ORDER BY c.relname, i.indisprimary DESC, i.indnatts, i.indexrelid
+"""
+
+
+@dataclass(frozen=True)
+class TableKey:
+    """The key ``copy.key_ranges.usable_key`` picks, with every one of its columns."""
+
+    column: str  # the leading column
+    type_name: str  # its pg_type name (of the base type for a domain)
+    columns: Tuple[str, ...]
+    types: Tuple[str, ...]  # format_type of each column
+
+
+def usable_keys(cur, schema: str, tables: Sequence[str]) -> Dict[str, TableKey]:
+    """``usable_key`` of many tables in one query (the same choice: primary key first, then
+    the unique index with the fewest columns, all NOT NULL, led by a supported type)."""
+    cur.execute(_KEYS_SQL, (schema, sorted(set(tables))))
+    out: Dict[str, TableKey] = {}
+    for table, names, types, not_null, typname, basetype in cur.fetchall():
+        if table in out or not not_null:
+            continue
+        leading = typname if typname in SUPPORTED_TYPES else basetype if basetype in SUPPORTED_TYPES else None
+        if leading is not None:
+            out[table] = TableKey(names[0], leading, tuple(names), tuple(types))
+    return out
+
+
+def hashable_types(cur, type_names: Sequence[str]) -> set:
+    """Which of these types (format_type text) hash_record_extended can hash."""
+    ok = set()
+    for typ in sorted(set(type_names)):
+        if ';' in typ or '--' in typ:
+            continue
+        try:
+            cur.execute(sql.SQL('SELECT hash_record_extended(ROW(NULL::{}), 0)').format(sql.SQL(typ)))
+            ok.add(typ)
+        except psycopg2.Error:
+            pass
+        cur.connection.rollback()
+    return ok
+
+
+def key_match(scope: Scope, keys: Sequence[Tuple[str, ...]]):
+    """The condition selecting the rows of these keys (every key column compared, typed)."""
+    for typ in scope.key_types:  # from format_type(): spliced into SQL as a type name
+        if not typ or ';' in typ or '--' in typ:
+            raise MigrationError('unexpected key column type %r of %s' % (typ, scope.source_table))
+    arrays = [sql.SQL('{}::{}[]').format(sql.Literal([k[i] for k in keys]), sql.SQL(typ))
+              for i, typ in enumerate(scope.key_types)]
+    if len(scope.key_columns) == 1:
+        return sql.SQL('{} = ANY({})').format(sql.Identifier(scope.key_columns[0]), arrays[0])
+    # the leading column's own = ANY lets an index on it, and Citus's shard pruning when it is
+    # the distribution column, narrow the rows before the whole key is matched
+    return sql.SQL('{} = ANY({}) AND ({}) IN (SELECT * FROM unnest({}))').format(
+        sql.Identifier(scope.key_columns[0]), arrays[0],
+        sql.SQL(', ').join(sql.Identifier(c) for c in scope.key_columns), sql.SQL(', ').join(arrays))
+
+
+def sub_bounds(side: Side, scope: Scope, within: KeyRange, parts: int) -> List[str]:
+    """Cut points splitting the source rows of ``within`` into ``parts`` about equal ranges."""
+    fractions = [i / parts for i in range(1, parts)]
+    query = sql.SQL('SELECT (percentile_disc({}::float8[]) WITHIN GROUP (ORDER BY {}))::text[] '
+                    'FROM ONLY {}.{}{}').format(
+        sql.Literal(fractions), sql.Identifier(scope.key), sql.Identifier(side.schema),
+        sql.Identifier(scope.source_table), _where([within.predicate()]))
+    values = side.fetch(query, text=True)[0][0] or []
+    out: List[str] = []
+    for value in values:
+        if value is not None and (not out or out[-1] != value):
+            out.append(value)
+    # a cut equal to the range's own lower bound would make an empty first range
+    return [v for v in out if v != within.lo]
+
+
+def diff_rows(span: KeyRange, source: Dict[Tuple[str, ...], int],
+              target: Dict[Tuple[str, ...], int]) -> RangeDiff:
+    diff = RangeDiff(span)
+    for key, value in source.items():
+        other = target.get(key)
+        if other is None:
+            diff.missing.append(key)
+        elif other != value:
+            diff.changed.append(key)
+    diff.extra = [k for k in target if k not in source]
+    return diff
+
+
+# -- segments of a table ----------------------------------------------------------------------
+
+def stored_bounds(parts: Optional[Sequence[str]], key: str) -> Optional[List[str]]:
+    """The cut points of a stored key-range split plan of ``key``; None when the table has
+    none (or a ctid plan, or a plan of another column, or one whose ranges do not chain)."""
+    if not parts or not all(is_key_part(p) for p in parts):
+        return None
+    ranges = [KeyRange.decode(p) for p in parts]
+    if any(r.column != key for r in ranges) or ranges[0].lo is not None or ranges[-1].hi is not None:
+        return None
+    if any(a.hi != b.lo for a, b in zip(ranges, ranges[1:])):
+        return None
+    return [r.lo for r in ranges[1:]]
+
+
+def planned_bounds(src: Side, scope: Scope, est_rows: int, nblocks: int) -> List[str]:
+    segments = min(MAX_SEGMENTS, max(1, -(-int(est_rows) // SEGMENT_ROWS)))
+    if segments <= 1:
+        return []
+    with src.conn.cursor() as cur:
+        try:
+            return plan_bounds(cur, src.schema, scope.source_table, scope.key, segments, nblocks)
+        finally:
+            src.conn.rollback()
+
+
+FAMILY_STRIDE = 1 << 21  # bucket numbers of member i of a family scan: i * FAMILY_STRIDE + fine bucket
+
+
+def family_sums(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[str]]
+                ) -> List[Dict[Optional[int], Tuple[int, int]]]:
+    """Per scope, its target sums per bucket, from ONE grouped scan of the shared target table:
+    the drop-child children of one parent (and the parent's own rows) are slices of the same
+    target table, told apart by their predicates (the slices do not overlap, as in compare).
+    All scopes share the target table, ``target_only`` and the compared columns."""
+    first = scopes[0]
+    query = sql.SQL('SELECT {b}, count(*), COALESCE(sum({h}), 0)::text FROM {rel} GROUP BY 1').format(
+        b=_family_bucket(scopes, bounds), h=row_hash(first.columns, first.hash_mode),
+        rel=_relation(side.schema, first.target_table, first.target_only))
+    out: List[Dict[Optional[int], Tuple[int, int]]] = [{} for dummy in scopes]
+    for bucket, n, total in side.fetch(query, text=needs_text(first)):
+        if bucket is not None:  # rows of no compared slice (a sibling not compared now)
+            out[bucket // FAMILY_STRIDE][bucket % FAMILY_STRIDE] = (int(n), int(total))
+    return out
+
+
+def _family_bucket(scopes: Sequence[Scope], bounds: Sequence[Sequence[str]]):
+    """CASE giving each row its member's global fine bucket (NULL: no compared slice)."""
+    branches = []
+    for i, (scope, cuts) in enumerate(zip(scopes, bounds)):
+        bucket = _bucket(scope, cuts, fine=True) if scope.key else sql.SQL('0')
+        # the predicate is a CHECK expression from the source catalog (columns only), as in compare
+        branches.append(sql.SQL('WHEN ({}) THEN {} + {}').format(
+            sql.SQL(scope.predicate), sql.Literal(i * FAMILY_STRIDE), bucket))
+    return sql.SQL('CASE {} END').format(sql.SQL(' ').join(branches))
+
+
+def family_rows(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[str]],
+                wanted: Sequence[int]) -> List[Dict[int, Dict[Tuple[str, ...], int]]]:
+    """Per scope, fine bucket -> key -> row hash of its target rows in the ``wanted`` global
+    fine buckets, from ONE scan of the shared target table. The scopes share their key columns."""
+    first = scopes[0]
+    bucket = _family_bucket(scopes, bounds)
+    keys = sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in first.key_columns)
+    query = sql.SQL('SELECT {b}, {h}, {k} FROM {rel} WHERE {b} = ANY({ids})').format(
+        b=bucket, h=row_hash(first.columns, first.hash_mode), k=keys,
+        rel=_relation(side.schema, first.target_table, first.target_only), ids=sql.Literal(list(wanted)))
+    out: List[Dict[int, Dict[Tuple[str, ...], int]]] = [{} for dummy in scopes]
+    for rec in side.fetch(query, text=needs_text(first)):
+        key = tuple(rec[2:])
+        if any(v is None for v in key):
+            raise SideQueryFailed('target: rows of %s have no value in a key column (%s)'
+                                  % (first.target_table, ', '.join(first.key_columns)))
+        out[rec[0] // FAMILY_STRIDE].setdefault(rec[0] % FAMILY_STRIDE, {})[key] = int(rec[1])
+    return out
+
+
+def differing_buckets(source: Dict[Optional[int], Tuple[int, int]],
+                      target: Dict[Optional[int], Tuple[int, int]]) -> List[int]:
+    return sorted(b for b in set(source) | set(target)
+                  if b is not None and source.get(b, (0, 0)) != target.get(b, (0, 0)))
+
+
+def physical_rows(side: Side, scope: Scope, which: str) -> List[Tuple[int, str, int]]:
+    """(tableoid, ctid, row hash) of every row of a keyless scope on one side."""
+    table, only, fixed = _side_args(scope, which)
+    query = sql.SQL('SELECT tableoid::int8, ctid::text, {h} FROM {rel}{where}').format(
+        h=row_hash(scope.columns, scope.hash_mode), rel=_relation(side.schema, table, only),
+        where=_where([fixed]))
+    return [(int(o), c, int(h)) for o, c, h in side.fetch(query, text=needs_text(scope))]
+
+
+def multiset_diff(source: Sequence[Tuple[int, str, int]], target: Sequence[Tuple[int, str, int]]
+                  ) -> Tuple[List[Tuple[int, str, int]], List[Tuple[int, str, int]]]:
+    """Rows of a keyless table to copy (source rows a target twin lacks) and to delete
+    (target rows in excess), matched by row hash with their multiplicity."""
+    by_hash: Dict[int, List[Tuple[int, str, int]]] = {}
+    for rec in target:
+        by_hash.setdefault(rec[2], []).append(rec)
+    copy: List[Tuple[int, str, int]] = []
+    for rec in source:
+        twins = by_hash.get(rec[2])
+        if twins:
+            twins.pop()
+        else:
+            copy.append(rec)
+    delete = [rec for recs in by_hash.values() for rec in recs]
+    return copy, delete
+
+
+class Comparer:
+    """Compares one scope between ``src`` and ``tgt`` and narrows the drift to rows.
+
+    ``prefetched``: (source, target) row hashes per bucket already read (a small table read
+    row by row at once, or a family's rows read with one target scan): the row-level diff
+    of those buckets then needs no query."""
+
+    def __init__(self, src: Side, tgt: Side, scope: Scope,
+                 on_segment: Optional[Callable[[int], None]] = None,
+                 prefetched: Optional[Tuple[dict, dict]] = None):
+        self.src, self.tgt, self.scope = src, tgt, scope
+        self.on_segment = on_segment
+        self.prefetched = prefetched
+
+    def whole(self, first: Optional[Tuple[dict, dict]] = None) -> TableDrift:
+        """A keyless table: count and hash of all its rows on each side."""
+        s, t = first or both(lambda: bucket_sums(self.src, self.scope, 'source', []),
+                             lambda: bucket_sums(self.tgt, self.scope, 'target', []))
+        sn, ss = s.get(0, (0, 0))
+        tn, ts = t.get(0, (0, 0))
+        return TableDrift(segments=1, differing_segments=int((sn, ss) != (tn, ts)),
+                          source_rows=sn, target_rows=tn, whole=(sn, ss) != (tn, ts))
+
+    def segments(self, bounds: Sequence[str], first: Optional[Tuple[dict, dict]] = None) -> TableDrift:
+        """Compare every segment (one grouped scan per side; ``first``: the sums already
+        computed, by ``family_sums``), then narrow the differing ones."""
+        scope = self.scope
+        s, t = first or both(lambda: bucket_sums(self.src, scope, 'source', bounds, fine=True),
+                             lambda: bucket_sums(self.tgt, scope, 'target', bounds, fine=True))
+        if None in t:
+            raise SideQueryFailed('target: %s rows of %s have no value in the key column %s'
+                                  % (t[None][0], scope.target_table, scope.key))
+        ranges = ranges_from_bounds(scope.key, bounds)
+        per_segment = [[0, 0, 0, 0] for dummy in ranges]
+        for sums, offset in ((s, 0), (t, 2)):
+            for b, (n, total) in sums.items():
+                if b is not None:
+                    per_segment[b // FINE][offset] += n
+                    per_segment[b // FINE][offset + 1] += total
+        segs = [Segment(rng, v[0], v[2], v[1], v[3]) for rng, v in zip(ranges, per_segment)]
+        drift = TableDrift(segments=len(segs), source_rows=sum(x.source_rows for x in segs),
+                           target_rows=sum(x.target_rows for x in segs))
+        fine = differing_buckets(s, t)
+        differing = sorted({b // FINE for b in fine})
+        drift.differing_segments = len(differing)
+        if self.on_segment:
+            self.on_segment(len(segs))
+        small = [i for i in differing if max(segs[i].source_rows, segs[i].target_rows) <= ROW_LEVEL_ROWS]
+        for batch in _contiguous_batches(small, segs):
+            wanted = [b for b in fine if b // FINE in set(batch)]
+            drift.ranges.extend(self._rows_of_buckets(bounds, ranges, batch, wanted))
+        small_set = set(small)
+        for i in differing:
+            if i not in small_set:
+                drift.ranges.extend(self.narrow(segs[i]))
+        return drift
+
+    def _rows_of_buckets(self, bounds: Sequence[str], ranges: List[KeyRange],
+                         batch: List[int], wanted: List[int]) -> List[RangeDiff]:
+        """Row-level diff of the differing sub-buckets of several segments, one query per side."""
+        if self.prefetched is not None:
+            s, t = self.prefetched
+        else:
+            span = KeyRange(self.scope.key, ranges[batch[0]].lo, ranges[batch[-1]].hi)
+            s, t = both(lambda: row_hashes(self.src, self.scope, 'source', span, bounds, wanted, True),
+                        lambda: row_hashes(self.tgt, self.scope, 'target', span, bounds, wanted, True))
+        out = []
+        for i in batch:
+            src_rows: Dict[Tuple[str, ...], int] = {}
+            tgt_rows: Dict[Tuple[str, ...], int] = {}
+            for b in wanted:
+                if b // FINE == i:
+                    src_rows.update(s.get(b, {}))
+                    tgt_rows.update(t.get(b, {}))
+            diff = diff_rows(ranges[i], src_rows, tgt_rows)
+            if diff.rows:
+                out.append(diff)
+        return out
+
+    def narrow(self, seg: Segment) -> List[RangeDiff]:
+        """A big differing range: split it at source percentiles, recurse into the parts
+        that differ; a range small enough is diffed row by row."""
+        scope = self.scope
+        if max(seg.source_rows, seg.target_rows) <= ROW_LEVEL_ROWS:
+            s, t = both(lambda: row_hashes(self.src, scope, 'source', seg.range),
+                        lambda: row_hashes(self.tgt, scope, 'target', seg.range))
+            diff = diff_rows(seg.range, s.get(0, {}), t.get(0, {}))
+            return [diff] if diff.rows else []
+        cuts = sub_bounds(self.src, scope, seg.range, BISECT_PARTS)
+        if not cuts:  # the source has (almost) no rows here: the target's are all extra
+            s, t = both(lambda: row_hashes(self.src, scope, 'source', seg.range),
+                        lambda: row_hashes(self.tgt, scope, 'target', seg.range))
+            diff = diff_rows(seg.range, s.get(0, {}), t.get(0, {}))
+            return [diff] if diff.rows else []
+        s, t = both(lambda: bucket_sums(self.src, scope, 'source', cuts, seg.range),
+                    lambda: bucket_sums(self.tgt, scope, 'target', cuts, seg.range))
+        edges = [seg.range.lo] + cuts + [seg.range.hi]
+        out: List[RangeDiff] = []
+        for i in range(len(cuts) + 1):
+            sn, ss = s.get(i, (0, 0))
+            tn, ts = t.get(i, (0, 0))
+            sub = Segment(KeyRange(scope.key, edges[i], edges[i + 1]), sn, tn, ss, ts)
+            if sub.differs:
+                out.extend(self.narrow(sub))
+        return out
+
+
+def _contiguous_batches(indexes: Sequence[int], segs: Sequence[Segment]) -> List[List[int]]:
+    """Differing segment indexes grouped so that one query fetches at most ROW_BATCH_ROWS rows
+    per side over one contiguous key span."""
+    batches: List[List[int]] = []
+    rows = 0
+    for i in indexes:
+        n = max(segs[i].source_rows, segs[i].target_rows)
+        if batches and rows + n <= ROW_BATCH_ROWS:
+            batches[-1].append(i)
+            rows += n
+        else:
+            batches.append([i])
+            rows = n
+    return batches
