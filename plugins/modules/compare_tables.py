@@ -102,6 +102,19 @@ options:
     description: Fail the task when any comparison does not match (or could not run).
     type: bool
     default: false
+  rechecks:
+    description:
+      - How many more times a table that differs is compared again, O(recheck_interval) seconds
+        apart, before it counts as drift (not with O(segments)).
+      - With the mirrors on, the application writes each row to the source and then to the
+        target, so a pair compared while it writes may differ for the moment between the two
+        writes; a table that matches on any pass matches.
+    type: int
+    default: 0
+  recheck_interval:
+    description: Seconds between two comparisons of a table that differs (see O(rechecks)).
+    type: float
+    default: 2.0
   wait_for_new_rows:
     description:
       - Poll until rows with O(wait_for_new_rows.column) at or after
@@ -351,6 +364,8 @@ def main():
         ledger_schema=dict(type='str', default='icds_citus_migration'),
         only_migrated=dict(type='bool', default=True),
         fail_on_drift=dict(type='bool', default=False),
+        rechecks=dict(type='int', default=0),
+        recheck_interval=dict(type='float', default=2.0),
         wait_for_new_rows=dict(type='dict', options=dict(
             tables=dict(type='list', elements='raw', required=True),
             column=dict(type='str', required=True),
@@ -375,10 +390,10 @@ def main():
         elif p['path'] or p['tables']:
             rows, expected = _selected_rows(p)
             with connection_pair(source, target) as (src, tgt):
-                comparisons = compare.compare_manifest(
-                    src, tgt, rows, checksums=p['checksums'],
-                    schema_source=p['source_schema'], schema_target=p['target_schema'],
-                    family_rows=expected)
+                comparisons = compare.compare_settled(
+                    src, tgt, rows, rechecks=p['rechecks'], interval=p['recheck_interval'],
+                    checksums=p['checksums'], schema_source=p['source_schema'],
+                    schema_target=p['target_schema'], family_rows=expected)
         if not p['segments']:
             drifted = [c for c in comparisons if not c.match]
             result.update(tables=[c.as_dict() for c in comparisons],

@@ -6,7 +6,7 @@ from datetime import datetime
 import pytest
 
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.compare import (
-    compare_manifest, rows_from_pairs, wait_for_new_rows)
+    compare_manifest, compare_settled, rows_from_pairs, wait_for_new_rows)
 from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import Manifest
 from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import connect
 from tests.integration.copy_helpers import (
@@ -185,6 +185,48 @@ def test_module_matches_then_fails_on_drift(copied):
     assert failed['msg'] == ('1 of 2 tables drifted: child_health_monthly_2020-02-01 '
                              '(source 71 rows, target 68 rows)')
     assert failed['matched_count'] == 1
+
+
+def test_a_difference_the_mirror_closes_between_passes_is_not_drift(copied):
+    """A row written to the source whose target write lands while the comparison waits: the
+    recheck sees it matched. A row that never reaches the target stays drift, after every pass."""
+    copied.src_sql('INSERT INTO "agg_awc_2020-01-01_1" SELECT * FROM "agg_awc_2020-01-01_1" WHERE id = 7')
+    copied.src_sql('UPDATE "agg_awc_2020-01-01_1" SET id = -7 WHERE ctid = (SELECT max(ctid) FROM '
+                   '"agg_awc_2020-01-01_1" WHERE id = 7)')
+    copied.src_sql('INSERT INTO "%s" (id) VALUES (-1)' % W)
+    with Manifest.open(copied.manifest, readonly=True) as manifest:
+        every = manifest.rows()
+    waits = []
+
+    def mirror_writes(seconds):  # the application's second write, to the target
+        waits.append(seconds)
+        if len(waits) == 1:
+            copied.tgt_sql('INSERT INTO "agg_awc_2020-01-01_1" SELECT * FROM "agg_awc_2020-01-01_1" '
+                           'WHERE id = 7')
+            copied.tgt_sql('UPDATE "agg_awc_2020-01-01_1" SET id = -7 WHERE ctid = (SELECT max(ctid) '
+                           'FROM "agg_awc_2020-01-01_1" WHERE id = 7)')
+
+    src, tgt = connect(copied.source), connect(copied.target)
+    try:
+        once = {c.source_table: c for c in compare_manifest(src, tgt, every, checksums=True)}
+        settled = {c.source_table: c for c in compare_settled(
+            src, tgt, every, rechecks=3, interval=0.5, sleep=mirror_writes, checksums=True)}
+    finally:
+        src.close()
+        tgt.close()
+    assert drifted(once) == sorted(['agg_awc_2020-01-01_1', WEIRD])
+    assert drifted(settled) == [WEIRD]
+    assert settled['agg_awc_2020-01-01_1'].source_rows == settled['agg_awc_2020-01-01_1'].target_rows == 61
+    assert waits == [0.5, 0.5, 0.5]  # the table that never matches is compared on every pass
+    assert settled[WEIRD].source_rows == settled[WEIRD].target_rows + 1
+
+
+def test_module_rechecks_before_it_fails_on_drift(copied):
+    copied.tgt_sql('DELETE FROM child_health_monthly WHERE month = \'2020-02-01\' AND id <= 3')
+    failed = run_module('compare_tables', module_args(copied, path=copied.manifest, fail_on_drift=True,
+                                                      rechecks=2, recheck_interval=0.1))
+    assert failed['failed'] is True and failed['drift'] == [CHILD2], failed
+    assert 'child_health_monthly_2020-02-01 (source 71 rows, target 68 rows)' in failed['msg']
 
 
 def test_module_only_migrated_and_tables_without_manifest(dbs, tmp_path):
