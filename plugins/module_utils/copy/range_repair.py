@@ -24,8 +24,6 @@ and repairs what still differs.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import os
-import signal
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
@@ -37,7 +35,7 @@ except ImportError:  # pragma: no cover - modules report the missing library
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy import ledger
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.columns import ColumnMapping
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_copy import (
-    FAULT_ENV, ByteCounter, CopyFailed, CopyTask, abort_target, configure_target_transaction,
+    _fault, ByteCounter, CopyFailed, CopyTask, abort_target, configure_target_transaction,
     stream_copy)
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
     RangeDiff, Scope, key_match)
@@ -152,8 +150,7 @@ def repair_rows(src_conn, tgt_conn, task: CopyTask, scope: Scope, mapping: Colum
             copied = tgt_rows if tgt_rows is not None else (src_rows or 0)
         _log(tcur, ledger_schema, source_id, task, ['rows: %d to delete, %d to copy (no usable key)'
                                                     % (len(delete), len(copy))], deleted, copied, runner)
-        if os.environ.get(FAULT_ENV) == 'repair_before_commit':  # test-only crash point
-            os.kill(os.getpid(), signal.SIGKILL)
+        _fault('repair_before_commit')
         tgt_conn.commit()
     except BaseException as exc:
         raise abort_target(tgt_conn, exc)
@@ -226,8 +223,7 @@ def repair_many(src_conn, tgt_conn, jobs: Sequence[RepairJob], ledger_schema: st
                 _log(tcur, ledger_schema, source_id, job.task, [rng.range.encode() for rng in ranges],
                      deleted, copied, runner)
                 done[j] = (len(ranges), deleted, copied)
-            if os.environ.get(FAULT_ENV) == 'repair_before_commit':  # test-only crash point
-                os.kill(os.getpid(), signal.SIGKILL)
+            _fault('repair_before_commit')
             tgt_conn.commit()
         except BaseException as exc:
             raise abort_target(tgt_conn, exc)

@@ -41,20 +41,11 @@ img { max-width: 100%; border: 1px solid #ddd; }
 """
 
 
-def _parse(text: Optional[str]) -> Optional[datetime]:
-    if not text:
-        return None
-    try:
-        return datetime.strptime(text, '%Y-%m-%dT%H:%M:%S.%fZ').replace(tzinfo=timezone.utc)
-    except ValueError:
-        return None
-
-
 def copied_spans(rows: List[ManifestRow]) -> List[Tuple[datetime, datetime, int]]:
     """(started, finished, bytes) of every migrated table with recorded times."""
     spans = []
     for r in rows:
-        start, end = _parse(r.started_at), _parse(r.finished_at)
+        start, end = status_report.parse_utc(r.started_at), status_report.parse_utc(r.finished_at)
         if r.migrated and start and end and end >= start:
             spans.append((start, end, r.bytes_copied or 0))
     return spans

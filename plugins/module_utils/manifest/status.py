@@ -65,7 +65,7 @@ def _flag(value: bool) -> str:
     return 'True' if value else 'False'
 
 
-def _parse_utc(text: Optional[str]) -> Optional[datetime]:
+def parse_utc(text: Optional[str]) -> Optional[datetime]:
     if not text:
         return None
     try:
@@ -84,7 +84,7 @@ def row_facts(row: ManifestRow, live: Optional[Dict[str, object]] = None,
         rows = None
         jobs = [w for w in (live or {}).get('workers') or [] if w.get('source_table') == row.source_table]
         nbytes = sum(w.get('bytes_sent') or 0 for w in jobs) if jobs else None
-        started = _parse_utc(row.started_at)
+        started = parse_utc(row.started_at)
         duration = ((now or datetime.now(timezone.utc)) - started).total_seconds() if started else None
     throughput = nbytes / duration if nbytes is not None and duration else None
     return {'running': running, 'rows': rows, 'bytes': nbytes,
