@@ -5,7 +5,7 @@ in ONE target transaction per batch of ranges.
 
 The transaction (``repair``):
 
-1. the table's advisory lock (``ledger.try_lock``, as a copy or a re-copy of it takes);
+1. the table's advisory lock (``ledger.lock``, waiting for it, as a copy or a re-copy of it takes);
 2. ``LOCK TABLE target IN SHARE ROW EXCLUSIVE MODE``: concurrent INSERT / UPDATE / DELETE (the
    application's mirrored upserts) wait for this transaction, reads do not. Held for the
    length of the batch's repair only, never while a table is compared;
@@ -140,7 +140,7 @@ def repair_rows(src_conn, tgt_conn, task: CopyTask, scope: Scope, mapping: Colum
     outcome = RepairOutcome()
     try:
         configure_target_transaction(tcur, task)
-        ledger.try_lock(tcur, source_id, task.source_table, '', wait=True)
+        ledger.lock(tcur, source_id, task.source_table)
         tcur.execute(lock_statement(task.target_schema, scope.target_table))
         deleted = copied = 0
         if delete:
@@ -207,7 +207,7 @@ def repair_many(src_conn, tgt_conn, jobs: Sequence[RepairJob], ledger_schema: st
         try:
             configure_target_transaction(tcur, first.task)
             for j in members:  # in name order: two runners never wait for each other in a cycle
-                ledger.try_lock(tcur, source_id, jobs[j].task.source_table, '', wait=True)
+                ledger.lock(tcur, source_id, jobs[j].task.source_table)
             tcur.execute(lock_statement(first.task.target_schema, first.scope.target_table))
             for j in members:
                 job = jobs[j]
