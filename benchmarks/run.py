@@ -595,7 +595,7 @@ def corrupted_rows(env: Env, db: str, jobs: Sequence[Tuple[str, str, str]]) -> T
 
 def copy_benchmarks(env: Env, args, work: str) -> Dict:
     sections = set(args.sections.split(','))
-    if not sections & {'all', 'limit', 'old', 'engine', 'pgcopydb', 'single', 'profile'} and not args.profile:
+    if not sections & {'all', 'limit', 'old', 'engine', 'pgcopydb', 'single', 'profile', 'catchup'} and not args.profile:
         # only the key-split cases: no ICDS dataset needed
         return {'all_tables': [], 'pgcopydb_subset': [], 'single_table': [],
                 'split_table': split_benchmarks(env, args, work) if 'split' in sections else [],
@@ -1193,6 +1193,8 @@ def chart(report: Dict, path: str) -> Optional[str]:
               ('single big table', copy['single_table']),
               ('key-split table', copy.get('split_table') or [])]
     groups = [(g, r) for g, r in groups if r]
+    if not groups:  # e.g. only the catch-up section: nothing to chart
+        return None
     fig, axes = plt.subplots(len(groups), 1, figsize=(10, 3 + 1.2 * sum(len(r) for _, r in groups) / 2))
     if len(groups) == 1:
         axes = [axes]

@@ -94,6 +94,16 @@ KEYLESS_ROWS = 500000  # a keyless table up to this size is repaired row by row,
 FAMILY_SCAN_MEMBERS = 64  # slices per target scan (CASE branches tried in order per row)
 
 
+PENDING_ROWS = 2000  # a table with at most this many differing rows is repaired with others
+PENDING_TABLES = 32  # tables per shared repair transaction (the lock covers all of them)
+PENDING_BATCH_ROWS = 10000  # differing rows per shared repair transaction
+
+
+def _pending_full(pending: list) -> bool:
+    return (len(pending) >= PENDING_TABLES
+            or sum(d.rows_to_repair for _i, _r, d in pending) >= PENDING_BATCH_ROWS - PENDING_ROWS)
+
+
 def _totals(sums: Dict[object, tuple]) -> tuple:
     return (sum(n for n, _s in sums.values()), sum(s for _n, s in sums.values()))
 
@@ -223,9 +233,29 @@ class Catchup:
         units = family_units(items)
         workers = max(1, min(self.options.parallel, len(units) or 1))
         done: Dict[int, CatchupResult] = {}
+        queue = iter(units)
+
+        def work() -> List[CatchupResult]:
+            out: List[CatchupResult] = []
+            pending: list = []  # (item, result, drift) of small tables repaired together
+            try:
+                while True:
+                    with self._lock:
+                        unit = next(queue, None)
+                    if unit is None:
+                        break
+                    out.extend(self.unit(unit, pending))
+                    if _pending_full(pending):
+                        self._repair_pending(pending)
+                        pending = []
+            finally:
+                if pending:
+                    self._repair_pending(pending)
+            return out
+
         try:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                for fut in [pool.submit(self.unit, unit) for unit in units]:
+                for fut in [pool.submit(work) for dummy in range(workers)]:
                     for res in fut.result():
                         done[res.id] = res
         finally:
@@ -236,10 +266,12 @@ class Catchup:
                     conn.close()
         return [done[i.recopy.row.id] for i in items if i.recopy.row.id in done]
 
-    def unit(self, items: Sequence[CatchupItem]) -> List[CatchupResult]:
-        """One table, or the slices of one target table compared with one target scan."""
+    def unit(self, items: Sequence[CatchupItem], pending: Optional[list] = None) -> List[CatchupResult]:
+        """One table, or the slices of one target table compared with one target scan.
+        ``pending``: a table with few differing rows leaves its repair there (the worker
+        repairs several such tables in one target transaction)."""
         if len(items) == 1:
-            return [self.one(items[0])]
+            return [self.one(items[0], deferred=pending, pending_rows=PENDING_ROWS)]
         try:
             firsts = self._family_first_pass(items)
         except MigrationError:
@@ -275,6 +307,44 @@ class Catchup:
             result.seconds = round(result.seconds + share, 3)
             if self.on_result is not None:
                 self.on_result(result)
+
+    def _repair_pending(self, pending: list) -> None:
+        """The differing rows of several small tables of one worker: one target transaction
+        per group of the same target settings (one lock statement, one commit). When such a
+        shared transaction fails, each table is repaired again on its own, so a table's
+        failure is reported for it alone."""
+        groups: Dict[tuple, list] = {}
+        for entry in pending:
+            groups.setdefault(tuple(entry[0].recopy.target_settings), []).append(entry)
+        for group in groups.values():
+            if len(group) == 1:
+                self._repair_together(group)
+                continue
+            try:
+                outcomes = self._repair_jobs(group)
+            except MigrationError:
+                self._drop_connections()
+                for entry in group:
+                    self._repair_together([entry])
+                continue
+            share = outcomes[1] / len(group)
+            for (item, result, _drift), outcome in zip(group, outcomes[0]):
+                self._record_repair(result, outcome)
+                result.seconds = round(result.seconds + share, 3)
+                if self.on_result is not None:
+                    self.on_result(result)
+
+    def _repair_jobs(self, deferred: list) -> tuple:
+        """(outcomes, seconds) of repairing the deferred entries with ``repair_many``."""
+        started = time.monotonic()
+        src, _src2, tgt = self._connections()
+        jobs = []
+        for item, _result, drift in deferred:
+            task = item.recopy.task(self.options)
+            jobs.append(RepairJob(task, item.scope, resolve(src, tgt, task)[0], drift.ranges))
+        outcomes = repair_many(src, tgt, jobs, self.options.ledger_schema, self.source_id,
+                               self.runner, ByteCounter())
+        return outcomes, time.monotonic() - started
 
     def _rows_repairable(self, scope: Scope, drift: TableDrift) -> bool:
         """A keyless table is repaired row by row (matched by row hash) when its target is a
@@ -342,7 +412,8 @@ class Catchup:
         if self._local.side is not None and not self._local.side.closed:
             self._local.side.close()
 
-    def one(self, item: CatchupItem, first=None, deferred: Optional[list] = None) -> CatchupResult:
+    def one(self, item: CatchupItem, first=None, deferred: Optional[list] = None,
+            pending_rows: Optional[int] = None) -> CatchupResult:
         """Compare one row and repair it (``deferred``: leave its range repair to the caller,
         which repairs several slices together and then reports them)."""
         row = item.recopy.row
@@ -355,7 +426,7 @@ class Catchup:
             elif item.skip:
                 result.status, result.error = 'skipped', item.skip
             else:
-                waiting = self._catch_up(item, result, first, deferred)
+                waiting = self._catch_up(item, result, first, deferred, pending_rows)
         except MigrationError as exc:
             self._drop_connections()  # a connection may be broken or mid-transaction
             self._failed(item, result, exc)
@@ -373,8 +444,9 @@ class Catchup:
                 row.source_table, row.target), None, self.source, self.target, self.runner)
 
     def _catch_up(self, item: CatchupItem, result: CatchupResult, first=None,
-                  deferred: Optional[list] = None) -> bool:
-        """Compare, then repair; True when the repair was left to the caller (``deferred``)."""
+                  deferred: Optional[list] = None, pending_rows: Optional[int] = None) -> bool:
+        """Compare, then repair; True when the repair was left to the caller (``deferred``;
+        ``pending_rows``: only when at most that many rows differ)."""
         src, src2, tgt = self._connections()
         scope = item.scope
         result.key = scope.key
@@ -406,7 +478,8 @@ class Catchup:
             result.rows_deleted = drift.target_rows
             result.transactions = 1
             return False
-        if deferred is not None and scope.key is not None:
+        if deferred is not None and scope.key is not None and (
+                pending_rows is None or drift.rows_to_repair <= pending_rows):
             deferred.append((item, result, drift))
             return True
         task = item.recopy.task(self.options)

@@ -5,7 +5,7 @@ in ONE target transaction per batch of ranges.
 
 The transaction (``repair``):
 
-1. the table's advisory lock (``ledger.lock``, as a copy or a re-copy of it takes);
+1. the table's advisory lock (``ledger.lock``, waiting for it, as a copy or a re-copy of it takes);
 2. ``LOCK TABLE target IN SHARE ROW EXCLUSIVE MODE``: concurrent INSERT / UPDATE / DELETE (the
    application's mirrored upserts) wait for this transaction, reads do not. Held for the
    length of the batch's repair only, never while a table is compared;
@@ -84,6 +84,12 @@ def batches(ranges: Sequence[RangeDiff], limit: int = REPAIR_BATCH_ROWS) -> List
 def lock_statement(target_schema: str, target_table: str):
     return sql.SQL('LOCK TABLE {}.{} IN SHARE ROW EXCLUSIVE MODE').format(
         sql.Identifier(target_schema), sql.Identifier(target_table))
+
+
+def lock_statement_many(tables: Sequence[Tuple[str, str]]):
+    """LOCK of several (schema, table) at once, in the order given."""
+    return sql.SQL('LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE').format(sql.SQL(', ').join(
+        sql.SQL('{}.{}').format(sql.Identifier(schema), sql.Identifier(table)) for schema, table in tables))
 
 
 def repair_statements(scope: Scope, mapping: ColumnMapping, source_schema: str,
@@ -189,10 +195,12 @@ def repair(src_conn, tgt_conn, task: CopyTask, scope: Scope, mapping: ColumnMapp
 
 def repair_many(src_conn, tgt_conn, jobs: Sequence[RepairJob], ledger_schema: str, source_id: str,
                 runner: str, counter: Optional[ByteCounter] = None) -> List[RepairOutcome]:
-    """Replace the differing rows of several rows' ranges on their (one) target table: whole
+    """Replace the differing rows of several rows' ranges on their target tables: whole
     ranges batched up to REPAIR_BATCH_ROWS keys per target transaction, so the slices of a
-    drop-child parent with a few changed rows each are repaired under one lock and commit.
-    Each range is repaired or untouched; a failed batch leaves all of its ranges untouched."""
+    drop-child parent, or several small tables, with a few changed rows each are repaired
+    under one lock (of every target table of the batch, taken at its start in name order)
+    and one commit. The jobs share their target settings. Each range is repaired or
+    untouched; a failed batch leaves all of its ranges untouched."""
     outcomes = [RepairOutcome() for dummy in jobs]
     counter = counter or ByteCounter()
     pieces = [(j, rng) for j, job in enumerate(jobs) for rng in job.ranges]
@@ -205,7 +213,10 @@ def repair_many(src_conn, tgt_conn, jobs: Sequence[RepairJob], ledger_schema: st
             configure_target_transaction(tcur, first.task)
             for j in members:  # in name order: two runners never wait for each other in a cycle
                 ledger.lock(tcur, source_id, jobs[j].task.source_table)
-            tcur.execute(lock_statement(first.task.target_schema, first.scope.target_table))
+            # every target table of the batch in one statement, in name order (two runners
+            # never wait for each other in a cycle)
+            tcur.execute(lock_statement_many(sorted({(jobs[j].task.target_schema, jobs[j].scope.target_table)
+                                                     for j in members})))
             for j in members:
                 job = jobs[j]
                 ranges = [rng for i, rng in batch if i == j]

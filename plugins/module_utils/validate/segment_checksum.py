@@ -569,8 +569,15 @@ class Comparer:
         drift.differing_segments = len(differing)
         if self.on_segment:
             self.on_segment(len(segs))
-        small = [i for i in differing if max(segs[i].source_rows, segs[i].target_rows) <= ROW_LEVEL_ROWS]
-        for batch in _contiguous_batches(small, segs):
+        # rows each side holds in a segment's differing sub-buckets: a segment is narrowed by
+        # fetching only those rows when they are few, however big the segment (e.g. a segment
+        # of one leading key value); else it is bisected
+        in_fine: Dict[int, int] = {}
+        for b in fine:
+            in_fine[b // FINE] = in_fine.get(b // FINE, 0) + max(s.get(b, (0, 0))[0], t.get(b, (0, 0))[0])
+        small = [i for i in differing if max(segs[i].source_rows, segs[i].target_rows) <= ROW_LEVEL_ROWS
+                 or in_fine[i] <= ROW_LEVEL_ROWS]
+        for batch in _contiguous_batches(small, [in_fine.get(i, 0) for i in range(len(segs))]):
             wanted = [b for b in fine if b // FINE in set(batch)]
             drift.ranges.extend(self._rows_of_buckets(bounds, ranges, batch, wanted))
         small_set = set(small)
@@ -629,13 +636,14 @@ class Comparer:
         return out
 
 
-def _contiguous_batches(indexes: Sequence[int], segs: Sequence[Segment]) -> List[List[int]]:
+def _contiguous_batches(indexes: Sequence[int], rows_of: Sequence[int]) -> List[List[int]]:
     """Differing segment indexes grouped so that one query fetches at most ROW_BATCH_ROWS rows
-    per side over one contiguous key span."""
+    per side (``rows_of``: the rows of a segment's differing sub-buckets) over one contiguous
+    key span."""
     batches: List[List[int]] = []
     rows = 0
     for i in indexes:
-        n = max(segs[i].source_rows, segs[i].target_rows)
+        n = rows_of[i]
         if batches and rows + n <= ROW_BATCH_ROWS:
             batches[-1].append(i)
             rows += n
