@@ -100,6 +100,24 @@ def wait_for(check: Callable[[], bool], what: str, proc=None, timeout: float = 1
         time.sleep(0.05)
 
 
+def two_runners_one_part_each(dbs, table: str, parts: List[str], manifests: List[str],
+                              after_first: Optional[Callable[[], None]] = None):
+    """With every part of ``table`` held (SegmentLocks): start a runner at --parallel 1 and,
+    once it waits for a part, a second at --parallel 2, until it waits for two more.
+    ``after_first`` runs once the first runner waits. Returns (first process, second process,
+    a part only the second runner waits for); every part is still held."""
+    first = migrate(dbs, manifests[0], '--parallel', '1', background=True)
+    wait_for(lambda: waiting_locks(dbs) == 1, 'the first runner waiting for a part', first)
+    first_pid = list(waiters(dbs, table, parts))[0]
+    if after_first is not None:
+        after_first()
+    second = migrate(dbs, manifests[1], '--parallel', '2', background=True)
+    wait_for(lambda: waiting_locks(dbs) == 3, 'the second runner waiting too', second)
+    wanted = waiters(dbs, table, parts)
+    ours = [p for pid, p in wanted.items() if pid != first_pid and p != wanted[first_pid]][0]
+    return first, second, ours
+
+
 class SegmentLocks:
     """Segment locks the test holds on the target, as a runner copying them would."""
 

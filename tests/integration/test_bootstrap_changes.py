@@ -5,31 +5,10 @@ import psycopg2
 
 from ansible_collections.icds.citus_migration.plugins.module_utils.schema.table_plan import load_plan
 from tests.fixtures import icds_real
+from tests.fixtures.postgres import query
 from tests.module_runner import run_module
 
 GM = 'icds_dashboard_growth_monitoring_forms'
-
-
-def _conn(server, db):
-    return dict(login_host='127.0.0.1', login_port=server.port, login_user='postgres',
-                login_db=db, ssl_mode='disable')
-
-
-def _args(pair, **extra):
-    args = _conn(pair.target_server, pair.target_db)
-    args['source'] = _conn(pair.source_server, pair.source_db)
-    args.update(extra)
-    return args
-
-
-def _query(server, db, text, params=None):
-    conn = psycopg2.connect(host='127.0.0.1', port=server.port, user='postgres', dbname=db)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(text, params)
-            return cur.fetchall()
-    finally:
-        conn.close()
 
 
 _KEY = """
@@ -43,7 +22,7 @@ SELECT attname FROM pg_attribute
 
 
 def _key(server, db, table):
-    rows = _query(server, db, _KEY, ('"%s"' % table,))
+    rows = query(server, db, _KEY, ('"%s"' % table,))
     return rows[0][0] if rows else None
 
 
@@ -57,7 +36,7 @@ def _load_real(pair):
 
 
 def _target_tables(pair):
-    return _query(pair.target_server, pair.target_db,
+    return query(pair.target_server, pair.target_db,
                   "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace "
                   "AND relkind IN ('r', 'p')")
 
@@ -66,7 +45,7 @@ def _expected_changes(pair, plan):
     """What the plan changes, read from the source catalog: per table with a plan key that
     differs from its source key, the key change and the key columns that are nullable."""
     expected = {}
-    tops = _query(pair.source_server, pair.source_db,
+    tops = query(pair.source_server, pair.source_db,
                   "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace "
                   "AND c.relkind = 'r' AND NOT EXISTS "
                   "(SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)")
@@ -77,7 +56,7 @@ def _expected_changes(pair, plan):
         before = _key(pair.source_server, pair.source_db, table)
         if before == list(rule.primary_key):
             continue
-        nullable = {r[0] for r in _query(pair.source_server, pair.source_db, _NULLABLE,
+        nullable = {r[0] for r in query(pair.source_server, pair.source_db, _NULLABLE,
                                          ('"%s"' % table,))}
         expected[table] = (before, list(rule.primary_key),
                            sorted(c for c in rule.primary_key if c in nullable))
@@ -105,7 +84,7 @@ def test_changes_reported_in_check_mode_diff_and_result_on_the_real_schema(dbs):
                             ['supervisor_id'])
     assert expected['child_health_monthly'][0] is None
 
-    dry = run_module('citus_bootstrap', _args(dbs, ucr_folder=folder), check=True, diff=True)
+    dry = run_module('citus_bootstrap', dbs.module_args(ucr_folder=folder), check=True, diff=True)
     assert not dry.get('failed'), dry.get('msg')
     assert _by_table(dry['changes']) == expected
     assert _target_tables(dbs) == []
@@ -119,15 +98,15 @@ def test_changes_reported_in_check_mode_diff_and_result_on_the_real_schema(dbs):
     assert "table '%s': primary key extended: (case_id) -> (supervisor_id, case_id, month)" \
         % GM in warned
 
-    real = run_module('citus_bootstrap', _args(dbs, ucr_folder=folder), diff=True)
+    real = run_module('citus_bootstrap', dbs.module_args(ucr_folder=folder), diff=True)
     assert not real.get('failed'), real.get('msg')
     assert real['changes'] == dry['changes'] and real['diff'] == dry['diff']
     for table, (dummy, after, made_not_null) in expected.items():
         assert _key(dbs.target_server, dbs.target_db, table) == after, table
-        nullable = {r[0] for r in _query(dbs.target_server, dbs.target_db, _NULLABLE,
+        nullable = {r[0] for r in query(dbs.target_server, dbs.target_db, _NULLABLE,
                                          ('"%s"' % table,))}
         assert not nullable & set(made_not_null), table
-    again = run_module('citus_bootstrap', _args(dbs, ucr_folder=folder), diff=True)
+    again = run_module('citus_bootstrap', dbs.module_args(ucr_folder=folder), diff=True)
     assert again['changed'] is False and again['changes'] == [] and 'diff' not in again
 
 
@@ -141,7 +120,7 @@ def test_plan_key_dropping_a_source_key_column_is_refused(dbs, tmp_path):
                     '    distribution: {hash: supervisor_id}\n'
                     '    primary_key: [supervisor_id, doc_id]\n' % GM)
     for check in (True, False):
-        result = run_module('citus_bootstrap', _args(dbs, plan=str(plan)), check=check)
+        result = run_module('citus_bootstrap', dbs.module_args(plan=str(plan)), check=check)
         assert result['failed'] is True
         msg = result['msg']
         assert "'%s'" % GM in msg
@@ -151,7 +130,7 @@ def test_plan_key_dropping_a_source_key_column_is_refused(dbs, tmp_path):
     # the same plan with the source key's columns in the key is accepted, and says so
     plan.write_text(plan.read_text().replace('[supervisor_id, doc_id]',
                                              '[supervisor_id, case_id, month, doc_id]'))
-    result = run_module('citus_bootstrap', _args(dbs, plan=str(plan)))
+    result = run_module('citus_bootstrap', dbs.module_args(plan=str(plan)))
     assert not result.get('failed'), result.get('msg')
     assert [(c['change'], c.get('action'), c.get('column')) for c in result['changes']] == \
         [('primary_key', 'extended', None), ('not_null', None, 'doc_id')]

@@ -9,7 +9,8 @@ import pytest
 from tests.integration.copy_helpers import fingerprint, make_old_manifest, manifest_flags
 from tests.integration.segment_helpers import (
     SegmentLocks, Writer, held_locks, ledger_rows, migrate, report, store_plan, stored_plan,
-    waiters, waiting_locks, wait_for)
+    two_runners_one_part_each,
+    waiting_locks, wait_for)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import KeyRange
 
 LIVE = 'ucr_icds-cas_static-live_cases'
@@ -128,14 +129,8 @@ def test_two_runners_share_the_segments_of_one_table(dbs, tmp_path):
     for part in parts:
         locks.hold(part)
     try:
-        first = migrate(dbs, manifests[0], '--parallel', '1', background=True)
-        wait_for(lambda: waiting_locks(dbs) == 1, 'the first runner waiting for a segment', first)
-        first_pid = list(waiters(dbs, table, parts))[0]
-        second = migrate(dbs, manifests[1], '--parallel', '2', background=True)
-        wait_for(lambda: waiting_locks(dbs) == 3, 'the second runner waiting too', second)
         # a segment only the second runner waits for: it copies that one
-        wanted = waiters(dbs, table, parts)
-        ours = [p for pid, p in wanted.items() if pid != first_pid and p != wanted[first_pid]][0]
+        first, second, ours = two_runners_one_part_each(dbs, table, parts, manifests)
         locks.release(ours)
         wait_for(lambda: ours in ledger_rows(dbs, table), 'that segment copied', second)
         for part in parts:

@@ -10,6 +10,7 @@ import pytest
 from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import Manifest
 from ansible_collections.icds.citus_migration.plugins.module_utils.schema.table_plan import load_plan
 from tests.fixtures import icds_real
+from tests.fixtures.postgres import query
 from tests.module_runner import run_module
 
 FORMS = ['icds_dashboard_comp_feed_form', 'icds_dashboard_ccs_record_cf_forms',
@@ -18,28 +19,6 @@ FORMS = ['icds_dashboard_comp_feed_form', 'icds_dashboard_ccs_record_cf_forms',
          'icds_dashboard_ccs_record_thr_forms', 'icds_dashboard_ccs_record_bp_forms',
          'icds_dashboard_ccs_record_delivery_forms', 'icds_dashboard_daily_feeding_forms',
          'icds_dashboard_growth_monitoring_forms']
-
-
-def _conn(server, db):
-    return dict(login_host='127.0.0.1', login_port=server.port, login_user='postgres',
-                login_db=db, ssl_mode='disable')
-
-
-def _target_args(pair, **extra):
-    args = _conn(pair.target_server, pair.target_db)
-    args['source'] = _conn(pair.source_server, pair.source_db)
-    args.update(extra)
-    return args
-
-
-def _query(server, db, text, params=None):
-    conn = psycopg2.connect(host='127.0.0.1', port=server.port, user='postgres', dbname=db)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(text, params)
-            return cur.fetchall()
-    finally:
-        conn.close()
 
 
 def _load(pair):
@@ -90,8 +69,8 @@ def _chain(pair, tmp_path):
     _load(pair)
     folder = icds_real.DATA_SOURCES
     plan = load_plan(ucr_folder=folder)
-    src = dict(_query(pair.source_server, pair.source_db, _TABLES))
-    src_keys = dict(_query(pair.source_server, pair.source_db, _KEYS))
+    src = dict(query(pair.source_server, pair.source_db, _TABLES))
+    src_keys = dict(query(pair.source_server, pair.source_db, _KEYS))
     top = sorted(t for t, parent in src.items() if parent is None)
     rules = {t: plan.classify(t) for t in top}
     assert all(rules.values()), [t for t, r in rules.items() if r is None]
@@ -101,26 +80,26 @@ def _chain(pair, tmp_path):
         ['django_migrations', 'ucr_table_name_mapping', 'icds_reports_aggregatesqlprofile']
         + [t for t in top if t.startswith('ucr_icds-test_')])
 
-    boot = _twice('citus_bootstrap', _target_args(pair, ucr_folder=folder))
+    boot = _twice('citus_bootstrap', pair.module_args(ucr_folder=folder))
     assert boot['unclassified'] == []
     assert sorted(boot['created_tables']) == kept
-    _twice('citus_child_tables', _target_args(pair, ucr_folder=folder))
+    _twice('citus_child_tables', pair.module_args(ucr_folder=folder))
     manifest = str(tmp_path / 'icds.db')
-    gen_args = _conn(pair.source_server, pair.source_db)
+    gen_args = pair.module_conn('source')
     gen_args.update(path=manifest, ucr_folder=folder)
     gen = _twice('migration_manifest', gen_args)
     assert gen['unclassified'] == []
-    copy = _twice('migrate_tables', _target_args(pair, path=manifest, parallel=2))
+    copy = _twice('migrate_tables', pair.module_args(path=manifest, parallel=2))
     assert copy['copied'] == gen['added_count'] and copy['errored'] == 0
-    compare = run_module('compare_tables', _target_args(pair, path=manifest, checksums=True,
+    compare = run_module('compare_tables', pair.module_args(path=manifest, checksums=True,
                                                         fail_on_drift=True))
     assert not compare.get('failed'), compare
     assert compare['drift_count'] == 0 and compare['matched_count'] == gen['added_count']
 
     # every real table is on the target with its real key: the plan's when it names one (the
     # UCR data source's for UCR tables), the source's otherwise
-    tgt = dict(_query(pair.target_server, pair.target_db, _TABLES))
-    tgt_keys = dict(_query(pair.target_server, pair.target_db, _KEYS))
+    tgt = dict(query(pair.target_server, pair.target_db, _TABLES))
+    tgt_keys = dict(query(pair.target_server, pair.target_db, _KEYS))
     for table in kept:
         assert table in tgt and tgt[table] is None, table
         want = list(rules[table].primary_key or src_keys.get(table) or [])
@@ -135,7 +114,7 @@ def _chain(pair, tmp_path):
     # the manifest: every table but the skipped ones and their children, with its date
     # (from its name, else its CHECK) and its target (drop-child children: their parent)
     checks = {}
-    for table, definition in _query(pair.source_server, pair.source_db, _CHECKS):
+    for table, definition in query(pair.source_server, pair.source_db, _CHECKS):
         checks.setdefault(table, definition)
     with Manifest.open(manifest, readonly=True) as opened:
         rows = {r.source_table: (r.date, r.target_table) for r in opened.rows()}
@@ -168,7 +147,7 @@ def test_real_schema_chain_on_plain_postgresql(dbs, tmp_path):
 @pytest.mark.citus
 def test_real_schema_chain_on_citus(citus_dbs, tmp_path):
     pair, rules, kept = _chain(citus_dbs, tmp_path)
-    placed = {name: (method, column) for name, method, column in _query(
+    placed = {name: (method, column) for name, method, column in query(
         pair.target_server, pair.target_db,
         "SELECT logicalrelid::regclass::text, partmethod::text, "
         "column_to_column_name(logicalrelid, partkey) FROM pg_dist_partition")}

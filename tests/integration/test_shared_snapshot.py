@@ -9,8 +9,8 @@ import pytest
 
 from tests.integration.copy_helpers import fingerprint, make_old_manifest, manifest_flags
 from tests.integration.segment_helpers import (
-    SegmentLocks, Writer, held_locks, ledger_rows, migrate, report, store_plan, stored_plan,
-    waiters, waiting_locks, wait_for)
+    SegmentLocks, Writer, held_locks, ledger_rows, two_runners_one_part_each, migrate, report, store_plan, stored_plan,
+    waiting_locks, wait_for)
 
 NOKEY = 'ucr_icds-cas_static-no_key'
 N = 30000
@@ -145,16 +145,12 @@ def test_two_runners_read_the_parts_under_the_same_snapshot(dbs, tmp_path):
     for part in parts:
         locks.hold(part)
     try:
-        first = migrate(dbs, manifests[0], '--parallel', '1', background=True)
-        wait_for(lambda: waiting_locks(dbs) == 1, 'the first runner waiting for a part', first)
-        first_pid = list(waiters(dbs, NOKEY, parts))[0]
-        snapshot = dbs.tgt_sql("SELECT snapshot FROM icds_citus_migration.copy_split_plan "
-                               "WHERE source_table = '%s'" % NOKEY).strip()
+        seen = []
+        first, second, ours = two_runners_one_part_each(dbs, NOKEY, parts, manifests, lambda: seen.append(
+            dbs.tgt_sql("SELECT snapshot FROM icds_citus_migration.copy_split_plan "
+                        "WHERE source_table = '%s'" % NOKEY).strip()))
+        snapshot = seen[0]
         assert snapshot
-        second = migrate(dbs, manifests[1], '--parallel', '2', background=True)
-        wait_for(lambda: waiting_locks(dbs) == 3, 'the second runner waiting too', second)
-        wanted = waiters(dbs, NOKEY, parts)
-        ours = [p for pid, p in wanted.items() if pid != first_pid and p != wanted[first_pid]][0]
         locks.release(ours)  # only the second runner wants it: read under the first's snapshot
         wait_for(lambda: ours in ledger_rows(dbs, NOKEY), 'that part copied', second)
         for part in parts:
@@ -188,13 +184,7 @@ def test_runner_keeping_the_snapshot_killed_while_another_copies(dbs, tmp_path):
     for part in parts:
         locks.hold(part)
     try:
-        first = migrate(dbs, manifests[0], '--parallel', '1', background=True)
-        wait_for(lambda: waiting_locks(dbs) == 1, 'the first runner waiting for a part', first)
-        first_pid = list(waiters(dbs, NOKEY, parts))[0]
-        second = migrate(dbs, manifests[1], '--parallel', '2', background=True)
-        wait_for(lambda: waiting_locks(dbs) == 3, 'the second runner waiting too', second)
-        wanted = waiters(dbs, NOKEY, parts)
-        ours = [p for pid, p in wanted.items() if pid != first_pid and p != wanted[first_pid]][0]
+        first, second, ours = two_runners_one_part_each(dbs, NOKEY, parts, manifests)
         locks.release(ours)  # the second runner copies it under the first runner's snapshot
         wait_for(lambda: ours in ledger_rows(dbs, NOKEY), 'that part copied', second)
         under_first = ledger_rows(dbs, NOKEY)[ours]

@@ -288,18 +288,17 @@ class Catchup:
         target transactions (one lock and commit for many slices with few changes each)."""
         started = time.monotonic()
         try:
-            src, _src2, tgt = self._connections()
-            jobs = []
-            for item, _result, drift in deferred:
-                task = item.recopy.task(self.options)
-                jobs.append(RepairJob(task, item.scope, resolve(src, tgt, task)[0], drift.ranges))
-            outcomes = repair_many(src, tgt, jobs, self.options.ledger_schema, self.source_id,
-                                   self.runner, ByteCounter())
+            outcomes, seconds = self._repair_jobs(deferred)
         except MigrationError as exc:
             self._drop_connections()
-            outcomes = [exc] * len(deferred)
-        share = (time.monotonic() - started) / len(deferred)
-        for (item, result, _drift), outcome in zip(deferred, outcomes):
+            outcomes, seconds = [exc] * len(deferred), time.monotonic() - started
+        self._settle_repairs(deferred, outcomes, seconds)
+
+    def _settle_repairs(self, entries: list, outcomes: list, seconds: float) -> None:
+        """Record each entry's repair outcome (or failure), its share of ``seconds``, and
+        report it."""
+        share = seconds / len(entries)
+        for (item, result, _drift), outcome in zip(entries, outcomes):
             if isinstance(outcome, MigrationError):
                 self._failed(item, result, outcome)
             else:
@@ -327,12 +326,7 @@ class Catchup:
                 for entry in group:
                     self._repair_together([entry])
                 continue
-            share = outcomes[1] / len(group)
-            for (item, result, _drift), outcome in zip(group, outcomes[0]):
-                self._record_repair(result, outcome)
-                result.seconds = round(result.seconds + share, 3)
-                if self.on_result is not None:
-                    self.on_result(result)
+            self._settle_repairs(group, *outcomes)
 
     def _repair_jobs(self, deferred: list) -> tuple:
         """(outcomes, seconds) of repairing the deferred entries with ``repair_many``."""
