@@ -301,6 +301,7 @@ def cmd_recopy(args: argparse.Namespace, options: RunOptions) -> int:
             if not args.yes and not _ask('Compare %d migrated tables and repair the rows that differ '
                                          'on the target? [yes / no]' % len(run.catchup_items)):
                 return EXIT_FAILED
+            display.start()
             run.catch_up()
     finally:
         run.close()

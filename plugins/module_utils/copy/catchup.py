@@ -41,7 +41,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_co
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate import compare
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
     FAMILY_STRIDE, ROW_BATCH_ROWS, Comparer, Scope, Side, TableDrift, both, bucket_sums, differing_buckets,
-    family_rows, family_sums, hashable_types, multiset_diff, physical_rows, planned_bounds, row_hashes,
+    family_rows, fine_buckets, family_sums, hashable_types, multiset_diff, physical_rows, planned_bounds, row_hashes,
     stored_bounds, usable_keys)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import KeyRange
 
@@ -233,7 +233,9 @@ class Catchup:
         units = family_units(items)
         workers = max(1, min(self.options.parallel, len(units) or 1))
         done: Dict[int, CatchupResult] = {}
-        queue = iter(units)
+        # the biggest first: the last unit to start then is a small one, so the workers
+        # finish together instead of one scanning the biggest table alone at the end
+        queue = iter(sorted(units, key=self._unit_bytes, reverse=True))
 
         def work() -> List[CatchupResult]:
             out: List[CatchupResult] = []
@@ -265,6 +267,9 @@ class Catchup:
                 elif not conn.closed:
                     conn.close()
         return [done[i.recopy.row.id] for i in items if i.recopy.row.id in done]
+
+    def _unit_bytes(self, unit: Sequence[CatchupItem]) -> int:
+        return sum(self.estimates.get(i.recopy.row.source_table, (0, 0))[1] for i in unit)
 
     def unit(self, items: Sequence[CatchupItem], pending: Optional[list] = None) -> List[CatchupResult]:
         """One table, or the slices of one target table compared with one target scan.
@@ -348,10 +353,12 @@ class Catchup:
                 and max(drift.source_rows, drift.target_rows) <= KEYLESS_ROWS)
 
     def _bounds(self, side: Side, scope: Scope) -> List[str]:
+        """The scope's segment bounds; sets its sub-buckets per segment for its rows."""
+        est_rows, nbytes = self.estimates.get(scope.source_table, (0, 0))
         bounds = stored_bounds(self.plans.get(scope.source_table), scope.key)
         if bounds is None:
-            est_rows, nbytes = self.estimates.get(scope.source_table, (0, 0))
             bounds = planned_bounds(side, scope, est_rows, nbytes // 8192)
+        scope.fine = fine_buckets(est_rows, len(bounds) + 1)
         return bounds
 
     def _family_first_pass(self, items: Sequence[CatchupItem]) -> list:

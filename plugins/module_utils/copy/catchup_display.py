@@ -47,6 +47,11 @@ class CatchupDisplay:
         self._last = None
         self._lock = threading.Lock()
 
+    def start(self) -> None:
+        """The catch-up begins now (else its first result marks the start)."""
+        with self._lock:
+            self._started = self._last = self._clock()
+
     def elapsed(self) -> float:
         return 0.0 if self._started is None else self._clock() - self._started
 

@@ -47,7 +47,9 @@ MAX_SEGMENTS = 4096        # bounds in one width_bucket array
 ROW_LEVEL_ROWS = 20000     # a differing range at most this big is compared row by row
 BISECT_PARTS = 16          # sub-ranges of a bigger differing range
 ROW_BATCH_ROWS = 200000    # rows fetched per row-level query (contiguous differing segments)
-FINE = 256                 # sub-buckets per segment in the first pass (by a hash of the key)
+FINE = 256                 # sub-buckets per segment when the rows are not known
+FINE_ROWS = 32             # rows per sub-bucket aimed at (see fine_buckets)
+MAX_FINE = 1 << 16         # sub-buckets per segment at most
 
 
 @dataclass
@@ -70,6 +72,8 @@ class Scope:
     # every compared column of a hashable type, the same type on both sides: no text output,
     # about 2.5 times faster); 'text': hashtextextended(ROW(...)::text), any type
     hash_mode: str = 'text'
+    # sub-buckets per segment in the first pass (a power of two): see fine_buckets
+    fine: int = FINE
 
     def __post_init__(self) -> None:
         if self.key and not self.key_columns:
@@ -136,6 +140,13 @@ class SideQueryFailed(MigrationError):
 
 # -- one side ---------------------------------------------------------------------------------
 
+# Every comparison query: a grouped scan (one group per FINE_ROWS rows) must be a hash
+# aggregate. The planner cannot estimate the groups of a hash expression, guesses one per
+# row and sorts instead, carrying whole rows to the aggregate through an on-disk sort: 3 to
+# 4 times slower than hashing. The other queries of a comparison do not sort.
+QUERY_SETTINGS = (('work_mem', '64MB'), ('enable_sort', 'off'))
+
+
 class Side:
     """One database seen through one connection: statements run in read-only transactions
     with stable text output (``compare.TEXT_SETTINGS``), rolled back after each query."""
@@ -150,9 +161,9 @@ class Side:
 
     def _prelude(self, text: bool):
         statements = [sql.SQL('SET TRANSACTION READ ONLY')]
-        if self.citus and text:
+        if self.citus:
             statements.append(sql.SQL("SET LOCAL citus.propagate_set_commands TO 'local'"))
-        settings = (tuple(TEXT_SETTINGS) if text else ()) + self.settings
+        settings = (tuple(TEXT_SETTINGS) if text else ()) + QUERY_SETTINGS + self.settings
         statements.extend(sql.SQL('SET LOCAL {} TO {}').format(sql.Identifier(name), sql.Literal(value))
                           for name, value in settings)
         return sql.SQL('; ').join(statements)
@@ -162,12 +173,12 @@ class Side:
         settings (a hash or key of the rows is printed as text).
 
         One round trip (statements of one query string run in one implicit transaction),
-        except on Citus with the text settings: Citus propagates SET LOCAL to the workers
-        with propagate_set_commands = 'local' and refuses a distributed query in the same
-        string as a propagated SET, so those go first, then the query, then the rollback."""
+        except on Citus: Citus propagates SET LOCAL to the workers with
+        propagate_set_commands = 'local' and refuses a distributed query in the same string
+        as a propagated SET, so those go first, then the query, then the rollback."""
         prelude = self._prelude(text)
         try:
-            if self.citus and text:
+            if self.citus:
                 try:
                     with self.conn.cursor() as cur:
                         cur.execute(prelude)
@@ -256,17 +267,32 @@ def _side_args(scope: Scope, side: str):
     return scope.target_table, scope.target_only, (sql.SQL(scope.predicate) if scope.predicate else None)
 
 
+def fine_buckets(rows: int, segments: int) -> int:
+    """Sub-buckets per segment: a power of two giving about FINE_ROWS rows each.
+
+    Drift spread over a table (0.1% of random rows) touches nearly every group of a few
+    thousand rows, so the first pass must tell apart groups small enough that most of them
+    are equal: with 32 rows a group, 0.15% drift leaves about 95% of the groups equal, and
+    only the rows of the other 5% are read again. The groups cost little: one hash
+    aggregate entry per 32 rows."""
+    per_segment = max(1, int(rows)) // max(1, segments)
+    fine = 1
+    while fine * FINE_ROWS < per_segment and fine < MAX_FINE:
+        fine *= 2
+    return fine
+
+
 def _bucket(scope: Scope, bounds: Sequence[str], fine: bool = False):
-    """The segment number of a row (0 without bounds); ``fine``: segment * FINE + a hash of
-    the row's key modulo FINE, so that a segment's few changed rows are found by fetching
-    the rows of the few sub-buckets that differ, not the whole segment."""
+    """The segment number of a row (0 without bounds); ``fine``: segment * scope.fine + a
+    hash of the row's key modulo scope.fine, so that a segment's few changed rows are found
+    by fetching the rows of the few sub-buckets that differ, not the whole segment."""
     segment = sql.SQL('0') if not bounds else sql.SQL('width_bucket({}, {}::{}[])').format(
         sql.Identifier(scope.key), sql.Literal(list(bounds)), key_cast(scope))
     if not fine:
         return segment
-    return sql.SQL('({} * {} + ({} & {}))').format(segment, sql.Literal(FINE),
+    return sql.SQL('({} * {} + ({} & {}))').format(segment, sql.Literal(scope.fine),
                                                    row_hash(scope.key_columns, scope.hash_mode),
-                                                   sql.Literal(FINE - 1))
+                                                   sql.Literal(scope.fine - 1))
 
 
 def bucket_query(side: Side, scope: Scope, which: str, bounds: Sequence[str],
@@ -293,7 +319,9 @@ def row_hashes(side: Side, scope: Scope, which: str, span: KeyRange,
     table, only, fixed = _side_args(scope, which)
     conditions = [fixed, span.predicate()]
     if only_buckets is not None:
-        conditions.append(sql.SQL('{} = ANY({})').format(
+        # int8[]: bigint = ANY(int4[]) is a cross-type operator, which PostgreSQL does not
+        # hash: every row would be compared with each wanted bucket in turn
+        conditions.append(sql.SQL('{} = ANY({}::int8[])').format(
             _bucket(scope, bounds, fine), sql.Literal(list(only_buckets))))
     keys = sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in scope.key_columns)
     query = sql.SQL('SELECT {b}, {h}, {k} FROM {rel}{where}').format(
@@ -305,8 +333,17 @@ def row_hashes(side: Side, scope: Scope, which: str, span: KeyRange,
         if any(v is None for v in key):
             raise SideQueryFailed('%s: rows of %s have no value in a key column (%s)'
                                   % (side.label, table, ', '.join(scope.key_columns)))
-        out.setdefault(rec[0], {})[key] = int(rec[1])
+        _put(out.setdefault(rec[0], {}), key, int(rec[1]))
     return out
+
+
+# The "hash" of a key a side holds more than once (a target without the source's unique
+# key): outside the 64-bit range of real hashes, so the key always differs and is repaired.
+DUPLICATE = 1 << 64
+
+
+def _put(rows: Dict[Tuple[str, ...], int], key: Tuple[str, ...], value: int) -> None:
+    rows[key] = DUPLICATE if key in rows else value
 
 
 _KEYS_SQL = """
@@ -438,7 +475,7 @@ def planned_bounds(src: Side, scope: Scope, est_rows: int, nblocks: int) -> List
             src.conn.rollback()
 
 
-FAMILY_STRIDE = 1 << 21  # bucket numbers of member i of a family scan: i * FAMILY_STRIDE + fine bucket
+FAMILY_STRIDE = 1 << 40  # bucket numbers of member i of a family scan: i * FAMILY_STRIDE + fine bucket
 
 
 def family_sums(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[str]]
@@ -476,16 +513,17 @@ def family_rows(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[s
     first = scopes[0]
     bucket = _family_bucket(scopes, bounds)
     keys = sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in first.key_columns)
-    query = sql.SQL('SELECT {b}, {h}, {k} FROM {rel} WHERE {b} = ANY({ids})').format(
+    where = sql.SQL('{} = ANY({}::int8[])').format(bucket, sql.Literal(list(wanted)))
+    query = sql.SQL('SELECT {b}, {h}, {k} FROM {rel} WHERE {w}').format(
         b=bucket, h=row_hash(first.columns, first.hash_mode), k=keys,
-        rel=_relation(side.schema, first.target_table, first.target_only), ids=sql.Literal(list(wanted)))
+        rel=_relation(side.schema, first.target_table, first.target_only), w=where)
     out: List[Dict[int, Dict[Tuple[str, ...], int]]] = [{} for dummy in scopes]
     for rec in side.fetch(query, text=needs_text(first)):
         key = tuple(rec[2:])
         if any(v is None for v in key):
             raise SideQueryFailed('target: rows of %s have no value in a key column (%s)'
                                   % (first.target_table, ', '.join(first.key_columns)))
-        out[rec[0] // FAMILY_STRIDE].setdefault(rec[0] % FAMILY_STRIDE, {})[key] = int(rec[1])
+        _put(out[rec[0] // FAMILY_STRIDE].setdefault(rec[0] % FAMILY_STRIDE, {}), key, int(rec[1]))
     return out
 
 
@@ -555,17 +593,18 @@ class Comparer:
             raise SideQueryFailed('target: %s rows of %s have no value in the key column %s'
                                   % (t[None][0], scope.target_table, scope.key))
         ranges = ranges_from_bounds(scope.key, bounds)
+        fine_n = scope.fine
         per_segment = [[0, 0, 0, 0] for dummy in ranges]
         for sums, offset in ((s, 0), (t, 2)):
             for b, (n, total) in sums.items():
                 if b is not None:
-                    per_segment[b // FINE][offset] += n
-                    per_segment[b // FINE][offset + 1] += total
+                    per_segment[b // fine_n][offset] += n
+                    per_segment[b // fine_n][offset + 1] += total
         segs = [Segment(rng, v[0], v[2], v[1], v[3]) for rng, v in zip(ranges, per_segment)]
         drift = TableDrift(segments=len(segs), source_rows=sum(x.source_rows for x in segs),
                            target_rows=sum(x.target_rows for x in segs))
         fine = differing_buckets(s, t)
-        differing = sorted({b // FINE for b in fine})
+        differing = sorted({b // fine_n for b in fine})
         drift.differing_segments = len(differing)
         if self.on_segment:
             self.on_segment(len(segs))
@@ -574,11 +613,11 @@ class Comparer:
         # of one leading key value); else it is bisected
         in_fine: Dict[int, int] = {}
         for b in fine:
-            in_fine[b // FINE] = in_fine.get(b // FINE, 0) + max(s.get(b, (0, 0))[0], t.get(b, (0, 0))[0])
+            in_fine[b // fine_n] = in_fine.get(b // fine_n, 0) + max(s.get(b, (0, 0))[0], t.get(b, (0, 0))[0])
         small = [i for i in differing if max(segs[i].source_rows, segs[i].target_rows) <= ROW_LEVEL_ROWS
                  or in_fine[i] <= ROW_LEVEL_ROWS]
         for batch in _contiguous_batches(small, [in_fine.get(i, 0) for i in range(len(segs))]):
-            wanted = [b for b in fine if b // FINE in set(batch)]
+            wanted = [b for b in fine if b // fine_n in set(batch)]
             drift.ranges.extend(self._rows_of_buckets(bounds, ranges, batch, wanted))
         small_set = set(small)
         for i in differing:
@@ -600,7 +639,7 @@ class Comparer:
             src_rows: Dict[Tuple[str, ...], int] = {}
             tgt_rows: Dict[Tuple[str, ...], int] = {}
             for b in wanted:
-                if b // FINE == i:
+                if b // self.scope.fine == i:
                     src_rows.update(s.get(b, {}))
                     tgt_rows.update(t.get(b, {}))
             diff = diff_rows(ranges[i], src_rows, tgt_rows)
