@@ -3,7 +3,7 @@
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import KeyRange
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.range_repair import batches
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
-    RangeDiff, diff_rows, multiset_diff, differing_buckets, stored_bounds)
+    FINE_ROWS, MAX_FINE, RangeDiff, diff_rows, fine_buckets, multiset_diff, differing_buckets, stored_bounds)
 
 
 def test_a_stored_key_plan_gives_its_cut_points():
@@ -47,3 +47,16 @@ def test_repair_batches_keep_ranges_whole():
         return RangeDiff(KeyRange('id'), changed=[(str(i),) for i in range(n)])
     sizes = [[len(r.keys) for r in b] for b in batches([rng(5), rng(5), rng(12), rng(3)], limit=10)]
     assert sizes == [[5, 5], [12], [3]]
+
+
+def test_sub_buckets_hold_about_fine_rows_rows_each():
+    for rows, segments in ((767632, 7), (230293, 1), (5000, 1), (2400000, 10)):
+        fine = fine_buckets(rows, segments)
+        assert fine & (fine - 1) == 0  # a power of two: the bucket is a hash masked by fine - 1
+        per_bucket = rows / segments / fine
+        assert FINE_ROWS / 2 < per_bucket <= FINE_ROWS, (rows, segments, fine)
+
+
+def test_sub_buckets_of_empty_and_huge_tables():
+    assert fine_buckets(0, 1) == 1 and fine_buckets(10, 1) == 1  # no estimate, or a tiny table
+    assert fine_buckets(10 ** 12, 1) == MAX_FINE  # capped: one grouped scan stays in memory

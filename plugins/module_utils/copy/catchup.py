@@ -28,7 +28,8 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors
 from ansible_collections.icds.citus_migration.plugins.module_utils.common.pg_connection import (
     ConnParams, connect)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy import ledger
-from ansible_collections.icds.citus_migration.plugins.module_utils.copy.columns import read_columns_many
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.columns import (
+    match_columns, read_columns_many)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.range_repair import (
     RepairJob, RepairOutcome, ensure_repair_log, repair, repair_many, repair_rows)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.recopy import (
@@ -88,6 +89,8 @@ class CatchupItem:
     recopy: RecopyItem
     scope: Optional[Scope] = None
     skip: Optional[str] = None  # why nothing is compared (a partitioned source: no own rows)
+    # the repair's column mapping, from the columns read for the plan (None: resolved later)
+    resolved: Optional[tuple] = None
 
 
 KEYLESS_ROWS = 500000  # a keyless table up to this size is repaired row by row, a bigger one re-copied
@@ -179,6 +182,10 @@ def plan_catchup(src_conn, tgt_conn, items: Sequence[RecopyItem], options: RunOp
             continue
         columns = compare._common_columns([scols], tcols)
         scope = Scope(row.source_table, row.target, item.kind, item.only, item.predicate, columns)
+        try:
+            resolved = (match_columns(row.source_table, row.target, scols, tcols), False)
+        except MigrationError:
+            resolved = None  # the repair resolves it again and reports the error
         key = keys.get(row.source_table)
         if key is not None and set(key.columns) <= set(columns) and (
                 key.type_name not in TEXT_KEY_TYPES or text_keys_ok):
@@ -188,7 +195,7 @@ def plan_catchup(src_conn, tgt_conn, items: Sequence[RecopyItem], options: RunOp
         tgt_types = {c.name: c.type_name for c in tcols}
         if record_hash and all(src_types[c] == tgt_types[c] and src_types[c] in hashable for c in columns):
             scope.hash_mode = 'record'
-        out.append(CatchupItem(item, scope))
+        out.append(CatchupItem(item, scope, resolved=resolved))
     return out
 
 
@@ -340,7 +347,7 @@ class Catchup:
         jobs = []
         for item, _result, drift in deferred:
             task = item.recopy.task(self.options)
-            jobs.append(RepairJob(task, item.scope, resolve(src, tgt, task)[0], drift.ranges))
+            jobs.append(RepairJob(task, item.scope, (item.resolved or resolve(src, tgt, task))[0], drift.ranges))
         outcomes = repair_many(src, tgt, jobs, self.options.ledger_schema, self.source_id,
                                self.runner, ByteCounter())
         return outcomes, time.monotonic() - started
@@ -371,6 +378,8 @@ class Catchup:
         side_tgt = Side(tgt, self.options.target_schema, 'target', self.target_citus,
                         items[0].recopy.target_settings)
         scopes = [i.scope for i in items]
+        for sc in scopes:
+            sc.rows = self.estimates.get(sc.source_table, (0, 0))[0]
         bounds = [self._bounds(side_src, sc) if sc.key else [] for sc in scopes]
         sources, targets = both(
             lambda: [bucket_sums(side_src, sc, 'source', b, fine=bool(sc.key)) for sc, b in zip(scopes, bounds)],
@@ -484,7 +493,7 @@ class Catchup:
             deferred.append((item, result, drift))
             return True
         task = item.recopy.task(self.options)
-        mapping, _partitioned = resolve(src, tgt, task)
+        mapping, _partitioned = item.resolved or resolve(src, tgt, task)
         try:
             if scope.key is None:
                 copy, delete = multiset_diff(*both(
