@@ -140,8 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help='copy these migrated source tables again, replacing their rows on the '
                           'target in one transaction (drift catch-up; put db_path before it)')
     mig.add_argument('--recopy-drifted', action='store_true',
-                     help='compare every migrated table (rows and checksums) and copy again '
-                          'those that differ, as --recopy')
+                     help='catch up: compare every migrated table segment by segment and '
+                          'replace only the rows that differ on the target; the values of the '
+                          'rows the source changed since their copy are compared, the keys of '
+                          'all (see --compare-all-rows)')
+    mig.add_argument('--compare-all-rows', action='store_true',
+                     help='with --recopy-drifted: compare the values of every row, not only of '
+                          'the rows changed on the source since their copy (slower; finds rows '
+                          'changed on the target alone, as validation does)')
     mig.add_argument('--no-stop-on-error', action='store_true',
                      help='keep starting tables after one failed')
     mig.add_argument('--retry-errors', action='store_true', help='also copy tables that failed before')

@@ -329,7 +329,7 @@ def _segments(module, source, target, result) -> list:
         raise SelectionError('segments needs the manifest (path): it compares manifest rows')
     options = RunOptions(parallel=p['parallel'], source_schema=p['source_schema'],
                          target_schema=p['target_schema'], ledger_schema=p['ledger_schema'],
-                         error_log='', option_style='module')
+                         error_log='', option_style='module', compare_all_rows=True)
     writes = p['repair'] and not module.check_mode
     run = RecopyRun(p['path'], source, target, options, drifted=True)
     try:

@@ -142,8 +142,21 @@ options:
         beside mirrored writes). A table without a usable key is compared as a whole and, only
         when it differs, repaired row by row (matched by row hash; a plain target table) or
         copied again, as O(recopy) (a Citus distributed or reference table, or a big one).
+      - Only the values of the rows changed on the source since their copy are compared (the
+        copy records the xmin of the source snapshot it read; an older row is in the copy as it
+        is), the keys of every row (so deleted rows are found); a row changed on the target
+        alone is left to validation, or to O(compare_all_rows).
       - O(parallel) tables are compared and repaired at once.
       - In check mode the drift is compared and returned, nothing is written.
+    type: bool
+    default: false
+  compare_all_rows:
+    description:
+      - With O(recopy_drifted), compare the values of every row, not only of the rows changed
+        on the source since their copy. Slower (every row is hashed on both sides); it also finds
+        rows changed on the target alone, as validation does.
+      - Tables copied by an earlier version of this collection (no copy snapshot in the ledger)
+        are always compared this way.
     type: bool
     default: false
   fail_on_error:
@@ -370,6 +383,7 @@ def main():
         source_id=dict(type='str'),
         recopy=dict(type='list', elements='str'),
         recopy_drifted=dict(type='bool', default=False),
+        compare_all_rows=dict(type='bool', default=False),
         fail_on_error=dict(type='bool', default=True),
         **schemas_argument_spec()
     ))

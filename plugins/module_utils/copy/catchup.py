@@ -45,6 +45,8 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segm
     family_rows, fine_buckets, family_sums, hashable_types, multiset_diff, physical_rows, planned_bounds, row_hashes,
     stored_bounds, usable_keys)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import KeyRange
+from ansible_collections.icds.citus_migration.plugins.module_utils.validate.changed_rows import (
+    ChangeComparer, compare_by_changes, family_pairs, next_xid, source_changes, usable_since)
 
 TEXT_KEY_TYPES = ('text', 'varchar', 'bpchar')
 
@@ -59,6 +61,9 @@ class CatchupResult:
     kind: str
     status: str  # equal | drifted (dry run) | repaired | recopied | errored | skipped
     key: Optional[str] = None  # None: no usable key, compared as a whole
+    # how: 'changes' (values of the rows changed on the source since the copy, keys of all:
+    # validate.changed_rows), 'rows' (every row's values), 'whole' (no usable key)
+    compared: Optional[str] = None
     segments: int = 0
     differing_segments: int = 0
     ranges_differing: int = 0
@@ -233,6 +238,10 @@ class Catchup:
         self.plans: Dict[str, List[str]] = {}
         self.target_citus = facts.target_is_citus
         self.citus_tables: set = set()  # target tables Citus distributes (or replicates)
+        # per source table, the copy snapshot xmin its rows are compared against (only the
+        # rows changed since are compared by value: validate.changed_rows); absent: all rows
+        self.since: Dict[str, int] = {}
+        self.by_changes = not options.compare_all_rows
         self._log_ready = False  # the repair log (and ledger) exist: created before the first write
 
     def run(self, items: Sequence[CatchupItem]) -> List[CatchupResult]:
@@ -381,6 +390,9 @@ class Catchup:
         for sc in scopes:
             sc.rows = self.estimates.get(sc.source_table, (0, 0))[0]
         bounds = [self._bounds(side_src, sc) if sc.key else [] for sc in scopes]
+        if all(sc.key and sc.source_table in self.since for sc in scopes) \
+                and len({sc.key_columns for sc in scopes}) == 1:
+            return self._family_by_changes(side_src, side_tgt, scopes, bounds)
         sources, targets = both(
             lambda: [bucket_sums(side_src, sc, 'source', b, fine=bool(sc.key)) for sc, b in zip(scopes, bounds)],
             lambda: family_sums(side_tgt, scopes, bounds))
@@ -400,6 +412,20 @@ class Catchup:
             for i, srows in zip(members, src_rows):
                 firsts[i][2] = (srows, tgt_rows[i])
         return firsts
+
+    def _family_by_changes(self, side_src: Side, side_tgt: Side, scopes: Sequence[Scope],
+                           bounds: Sequence[List[str]]) -> List[TableDrift]:
+        """The slices of one target table compared by changes (validate.changed_rows): the
+        sources one by one in a thread while the target table is scanned once (key hashes);
+        then the target rows of every slice's flagged buckets with one more target scan."""
+        sources, targets = both(
+            lambda: [source_changes(side_src, sc, b, self.since[sc.source_table]) for sc, b in zip(scopes, bounds)],
+            lambda: family_sums(side_tgt, scopes, bounds, value='key'))
+        comparers = [ChangeComparer(side_src, side_tgt, sc, b) for sc, b in zip(scopes, bounds)]
+        flagged = [c.flagged(sm, tm) for c, sm, tm in zip(comparers, sources, targets)]
+        wanted = [i * FAMILY_STRIDE + b for i, buckets in enumerate(flagged) for b in buckets]
+        rows = family_pairs(side_tgt, scopes, bounds, wanted) if wanted else [{} for dummy in scopes]
+        return [c.settle(r) for c, r in zip(comparers, rows)]
 
     def _connections(self):
         """(source, second source, target) of this worker thread, (re)opened when needed."""
@@ -464,11 +490,18 @@ class Catchup:
                             Side(tgt, self.options.target_schema, 'target', self.target_citus,
                                  item.recopy.target_settings),
                             scope)
+        result.compared = 'whole' if scope.key is None else 'rows'
         if scope.key is None:
             drift = comparer.whole(first[1] if first else None)
+        elif isinstance(first, TableDrift):  # compared by changes with its family
+            drift, result.compared = first, 'changes'
         elif first is not None:
             comparer.prefetched = first[2]
             drift = comparer.segments(first[0], first[1])
+        elif scope.source_table in self.since:
+            result.compared = 'changes'
+            drift = compare_by_changes(comparer.src, comparer.tgt, scope, self._bounds(comparer.src, scope),
+                                       self.since[scope.source_table], both)
         else:
             drift = comparer.segments(self._bounds(comparer.src, scope))
         self._record_drift(result, drift)
@@ -534,14 +567,19 @@ class Catchup:
         result.transactions = outcome.transactions
 
 
-def read_split_plans(catchup: Catchup, tgt_conn, items: Sequence[CatchupItem]) -> None:
-    """The stored split plans of the compared tables (their key ranges are the segments), and
-    which target tables Citus distributes."""
+def read_split_plans(catchup: Catchup, src_conn, tgt_conn, items: Sequence[CatchupItem]) -> None:
+    """The stored split plans of the compared tables (their key ranges are the segments),
+    the copy snapshots their changes are told by, and which target tables Citus distributes."""
     names = [i.recopy.row.source_table for i in items if i.scope is not None]
     with tgt_conn.cursor() as cur:
         if names and ledger.split_plan_table_exists(cur, catchup.options.ledger_schema):
             catchup.plans = ledger.split_plans(cur, catchup.options.ledger_schema,
                                                catchup.source_id, names)
+        if names and catchup.by_changes and ledger.ledger_exists(cur, catchup.options.ledger_schema) \
+                and ledger.has_source_xmin(cur, catchup.options.ledger_schema):
+            xmins = ledger.source_xmins(cur, catchup.options.ledger_schema, catchup.source_id, names)
+            horizon = next_xid(src_conn) if xmins else 0
+            catchup.since = {t: x for t, x in xmins.items() if usable_since(x, horizon)}
         if catchup.target_citus:
             cur.execute('SELECT c.relname FROM pg_dist_partition p JOIN pg_catalog.pg_class c ON c.oid = p.logicalrelid '
                         'JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s',

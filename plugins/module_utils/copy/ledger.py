@@ -81,7 +81,7 @@ def ensure_ledger(conn, schema: str = DEFAULT_LEDGER_SCHEMA) -> bool:
 def _ensure_ledger(conn, schema: str) -> bool:
     with conn.cursor() as cur:
         if ledger_exists(cur, schema) and split_plan_table_exists(cur, schema) \
-                and _has_snapshot_column(cur, schema):
+                and _has_snapshot_column(cur, schema) and _has_column(cur, _table(schema), 'source_xmin'):
             conn.commit()
             return False
         cur.execute('SELECT pg_advisory_xact_lock(%s, %s)', (LOCK_NAMESPACE, _SETUP_LOCK))
@@ -111,13 +111,26 @@ def _ensure_ledger(conn, schema: str) -> bool:
         # ranges); added in place to a plan table made by an earlier version
         cur.execute(sql.SQL('ALTER TABLE {} ADD COLUMN IF NOT EXISTS snapshot text')
                     .format(_plan_table(schema)))
+        # the xmin of the source snapshot a copy read (64-bit, txid_snapshot_xmin): every
+        # source row older than it was copied; see validate.changed_rows
+        cur.execute(sql.SQL('ALTER TABLE {} ADD COLUMN IF NOT EXISTS source_xmin bigint')
+                    .format(_table(schema)))
     conn.commit()
     return True
 
 
 def _has_snapshot_column(cur, schema: str) -> bool:
+    return _has_column(cur, _plan_table(schema), 'snapshot')
+
+
+def has_source_xmin(cur, schema: str = DEFAULT_LEDGER_SCHEMA) -> bool:
+    """Does the ledger record copy snapshots (made or upgraded by this version)?"""
+    return _has_column(cur, _table(schema), 'source_xmin')
+
+
+def _has_column(cur, table, column: str) -> bool:
     cur.execute("SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass(%s) "
-                "AND attname = 'snapshot' AND NOT attisdropped", (_plan_table(schema).as_string(cur),))
+                "AND attname = %s AND NOT attisdropped", (table.as_string(cur), column))
     return cur.fetchone() is not None
 
 
@@ -174,11 +187,21 @@ def lookup(cur, schema: str, source_id: str, source_table: str,
 
 
 def record(cur, schema: str, source_id: str, source_table: str, target_table: str,
-           rows: int, nbytes: int, runner: str, part: str = '') -> None:
+           rows: int, nbytes: int, runner: str, part: str = '',
+           source_xmin: Optional[int] = None) -> None:
     cur.execute(sql.SQL('INSERT INTO {} (source_id, source_table, part, target_table, '
-                        'rows_copied, bytes_copied, runner) VALUES (%s, %s, %s, %s, %s, %s, %s)')
-                .format(_table(schema)),
-                (source_id, source_table, part, target_table, rows, nbytes, runner))
+                        'rows_copied, bytes_copied, runner, source_xmin) '
+                        'VALUES (%s, %s, %s, %s, %s, %s, %s, %s)').format(_table(schema)),
+                (source_id, source_table, part, target_table, rows, nbytes, runner, source_xmin))
+
+
+def source_xmins(cur, schema: str, source_id: str, source_tables: Sequence[str]) -> Dict[str, int]:
+    """Per table, the oldest source snapshot xmin its copies read (every part's); absent
+    when a part was copied by a version that did not record it."""
+    cur.execute(sql.SQL('SELECT source_table, min(source_xmin) FROM {} WHERE source_id = %s '
+                        'AND source_table = ANY(%s) GROUP BY 1 HAVING bool_and(source_xmin IS NOT NULL)')
+                .format(_table(schema)), (source_id, list(source_tables)))
+    return {t: int(x) for t, x in cur.fetchall()}
 
 
 def split_plan(cur, schema: str, source_id: str, source_table: str) -> Optional[List[str]]:

@@ -245,7 +245,7 @@ class RecopyRun:
                                  default_error_log(self.manifest_path) if self.options.error_log is None
                                  else self.options.error_log)
         with connection_pair(self.source, self.target) as (src, tgt):
-            catchup.read_split_plans(worker, tgt, self.catchup_items)
+            catchup.read_split_plans(worker, src, tgt, self.catchup_items)
         self.catchup_results = worker.run(self.catchup_items)
         return self.catchup_results
 

@@ -16,7 +16,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.copy.runner i
 RUN_OPTION_NAMES = ('parallel', 'stop_on_error', 'retry_errors', 'start_date', 'end_date',
                     'table', 'source_schema', 'target_schema', 'ledger_schema', 'error_log',
                     'source_id', 'split_threshold', 'split_parts', 'segment_size',
-                    'small_table_threshold')
+                    'small_table_threshold', 'compare_all_rows')
 
 
 def run_options(values: Mapping[str, Any], option_style: str) -> RunOptions:

@@ -113,6 +113,8 @@ class RunOptions:
     split_parts: Optional[int] = None  # None: one segment per segment_size bytes
     segment_size: object = DEFAULT_SEGMENT_SIZE  # bytes, or a size text such as '256MB'
     small_table_threshold: object = DEFAULT_SMALL_TABLE_THRESHOLD  # bytes or size text; 0: off
+    # the catch-up compares every row's values, not only the rows changed since the copy
+    compare_all_rows: bool = False
     # how errors name an option: 'cli' (--start-date) or 'module' (start_date)
     option_style: str = 'cli'
 

@@ -314,17 +314,31 @@ def copy_and_record(src_conn, tcur, task: CopyTask, mapping: ColumnMapping, stat
     """Stream the task's rows (``statements``: from copy_statements) into the open target
     transaction, check that both sides counted the same rows and write the ledger row;
     returns the rows copied."""
+    source_xmin = None
     if mapping.source_partitioned:
         src_rows = tgt_rows = 0  # its partitions are copied as rows of their own
     else:
+        source_xmin = snapshot_xmin(src_conn)
         src_rows, tgt_rows = stream_copy(src_conn, tcur, statements[0], statements[1], counter)
     if src_rows is not None and tgt_rows is not None and src_rows != tgt_rows:
         raise CopyFailed('row count mismatch: source sent %d rows, target received %d'
                          % (src_rows, tgt_rows))
     rows = tgt_rows if tgt_rows is not None else src_rows
     ledger.record(tcur, ledger_schema, source_id, task.source_table, task.target_table,
-                  rows, counter.value, runner, task.part)
+                  rows, counter.value, runner, task.part, source_xmin)
     return rows
+
+
+def snapshot_xmin(src_conn) -> Optional[int]:
+    """The xmin (64-bit) of a snapshot taken in the source transaction just before its COPY:
+    no later than the COPY's own (the same one under a shared snapshot), so every source row
+    whose xmin precedes it is in the copy. None when the source cannot tell."""
+    try:
+        with src_conn.cursor() as scur:
+            scur.execute('SELECT txid_snapshot_xmin(txid_current_snapshot())')
+            return int(scur.fetchone()[0])
+    except Exception as exc:  # a psycopg2 error: the source is gone or refuses
+        raise diagnose(exc, 'source')
 
 
 def abort_target(tgt_conn, exc: BaseException) -> BaseException:

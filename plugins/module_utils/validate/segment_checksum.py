@@ -246,6 +246,12 @@ def row_hash(columns: Sequence[str], mode: str = 'text'):
     return sql.SQL('hashtextextended({}::text, 0)').format(row)
 
 
+def value_hash(scope: Scope, value: str = 'row'):
+    """The hash summed per bucket and read per row: of the compared columns ('row'), or of
+    the key columns alone ('key': only the key sets are compared, see changed_rows)."""
+    return row_hash(scope.columns if value == 'row' else scope.key_columns, scope.hash_mode)
+
+
 def _where(conditions: Sequence[object]):
     parts = [c for c in conditions if c is not None]
     if not parts:
@@ -297,26 +303,28 @@ def _bucket(scope: Scope, bounds: Sequence[str], fine: bool = False):
 
 
 def bucket_query(side: Side, scope: Scope, which: str, bounds: Sequence[str],
-                 within: Optional[KeyRange], fine: bool = False):
+                 within: Optional[KeyRange], fine: bool = False, value: str = 'row'):
     """count and hash sum per width_bucket of the key (0 when there are no bounds)."""
     table, only, fixed = _side_args(scope, which)
     query = sql.SQL('SELECT {b}, count(*), COALESCE(sum({h}), 0)::text FROM {rel}{where} GROUP BY 1').format(
-        b=_bucket(scope, bounds, fine), h=row_hash(scope.columns, scope.hash_mode), rel=_relation(side.schema, table, only),
+        b=_bucket(scope, bounds, fine), h=value_hash(scope, value), rel=_relation(side.schema, table, only),
         where=_where([fixed, within.predicate() if within is not None else None]))
     return query
 
 
 def bucket_sums(side: Side, scope: Scope, which: str, bounds: Sequence[str],
-                within: Optional[KeyRange] = None, fine: bool = False) -> Dict[Optional[int], Tuple[int, int]]:
-    rows = side.fetch(bucket_query(side, scope, which, bounds, within, fine), text=needs_text(scope))
+                within: Optional[KeyRange] = None, fine: bool = False,
+                value: str = 'row') -> Dict[Optional[int], Tuple[int, int]]:
+    rows = side.fetch(bucket_query(side, scope, which, bounds, within, fine, value), text=needs_text(scope))
     return {b: (int(n), int(s)) for b, n, s in rows}
 
 
 def row_hashes(side: Side, scope: Scope, which: str, span: KeyRange,
                bounds: Sequence[str] = (), only_buckets: Optional[Sequence[int]] = None,
-               fine: bool = False) -> Dict[int, Dict[Tuple[str, ...], int]]:
-    """width bucket -> key (every key column as text) -> row hash, for the rows in ``span``
-    (bucket 0 without bounds); only the rows of ``only_buckets`` when given."""
+               fine: bool = False, value: str = 'row') -> Dict[int, Dict[Tuple[str, ...], int]]:
+    """width bucket -> key (every key column as text) -> row hash (``value``: see
+    value_hash), for the rows in ``span`` (bucket 0 without bounds); only the rows of
+    ``only_buckets`` when given."""
     table, only, fixed = _side_args(scope, which)
     conditions = [fixed, span.predicate()]
     if only_buckets is not None:
@@ -326,7 +334,7 @@ def row_hashes(side: Side, scope: Scope, which: str, span: KeyRange,
             _bucket(scope, bounds, fine), sql.Literal(list(only_buckets))))
     keys = sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in scope.key_columns)
     query = sql.SQL('SELECT {b}, {h}, {k} FROM {rel}{where}').format(
-        b=_bucket(scope, bounds, fine), k=keys, h=row_hash(scope.columns, scope.hash_mode),
+        b=_bucket(scope, bounds, fine), k=keys, h=value_hash(scope, value),
         rel=_relation(side.schema, table, only), where=_where(conditions))
     out: Dict[int, Dict[Tuple[str, ...], int]] = {}
     for rec in side.fetch(query, text=needs_text(scope)):
@@ -479,15 +487,15 @@ def planned_bounds(src: Side, scope: Scope, est_rows: int, nblocks: int) -> List
 FAMILY_STRIDE = 1 << 40  # bucket numbers of member i of a family scan: i * FAMILY_STRIDE + fine bucket
 
 
-def family_sums(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[str]]
-                ) -> List[Dict[Optional[int], Tuple[int, int]]]:
+def family_sums(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[str]],
+                value: str = 'row') -> List[Dict[Optional[int], Tuple[int, int]]]:
     """Per scope, its target sums per bucket, from ONE grouped scan of the shared target table:
     the drop-child children of one parent (and the parent's own rows) are slices of the same
     target table, told apart by their predicates (the slices do not overlap, as in compare).
     All scopes share the target table, ``target_only`` and the compared columns."""
     first = scopes[0]
     query = sql.SQL('SELECT {b}, count(*), COALESCE(sum({h}), 0)::text FROM {rel} GROUP BY 1').format(
-        b=_family_bucket(scopes, bounds), h=row_hash(first.columns, first.hash_mode),
+        b=_family_bucket(scopes, bounds), h=value_hash(first, value),
         rel=_relation(side.schema, first.target_table, first.target_only))
     out: List[Dict[Optional[int], Tuple[int, int]]] = [{} for dummy in scopes]
     for bucket, n, total in side.fetch(query, text=needs_text(first)):
@@ -514,7 +522,7 @@ def _family_bucket(scopes: Sequence[Scope], bounds: Sequence[Sequence[str]]):
 
 
 def family_rows(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[str]],
-                wanted: Sequence[int]) -> List[Dict[int, Dict[Tuple[str, ...], int]]]:
+                wanted: Sequence[int], value: str = 'row') -> List[Dict[int, Dict[Tuple[str, ...], int]]]:
     """Per scope, fine bucket -> key -> row hash of its target rows in the ``wanted`` global
     fine buckets, from ONE scan of the shared target table. The scopes share their key columns."""
     first = scopes[0]
@@ -522,7 +530,7 @@ def family_rows(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[s
     keys = sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in first.key_columns)
     where = sql.SQL('{} = ANY({}::int8[])').format(bucket, sql.Literal(list(wanted)))
     query = sql.SQL('SELECT {b}, {h}, {k} FROM {rel} WHERE {w}').format(
-        b=bucket, h=row_hash(first.columns, first.hash_mode), k=keys,
+        b=bucket, h=value_hash(first, value), k=keys,
         rel=_relation(side.schema, first.target_table, first.target_only), w=where)
     out: List[Dict[int, Dict[Tuple[str, ...], int]]] = [{} for dummy in scopes]
     for rec in side.fetch(query, text=needs_text(first)):

@@ -1,0 +1,290 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The catch-up's fast path: compare a table by what changed on the source since its copy.
+
+Every copy records the xmin of the source snapshot it read (``ledger.source_xmins``). A
+source row whose xmin precedes it was committed before that snapshot, so the copy wrote it
+to the target as it is; and it has not changed since, or it would be a new row version with a
+new xmin. Such rows need no comparison of their values. What does:
+
+1. Both scans sum, per bucket (``segment_checksum``'s segments and sub-buckets), the count
+   and the hashes of the keys, not of the whole rows; the source scan also lists its rows
+   whose xmin does not precede the copy's (inserted or updated since, or during, the copy):
+   key, key hash and row hash, under the same snapshot.
+2. A bucket is looked at when its key sums differ (rows deleted or inserted on the source)
+   or when it holds changed source rows: the target rows of those buckets are read (key, key
+   hash, row hash; one more target scan). A changed source row whose target row is missing or
+   different is copied again. The target keys left over must be the source's unchanged rows
+   plus the deleted ones, and the bucket's key sums say how many were deleted and the sum of
+   their key hashes: one deleted key is told by its hash; more are looked up on the source.
+3. A bucket that does not add up after that (an old row the target lost some other way, a
+   key the target holds twice) is compared row by row, as ``segment_checksum`` does.
+
+One scan per side hashing only the key: about half the work of hashing every row, and the
+row-level work is in proportion to the change. What it does not look for: a row changed on
+the target alone with its key unchanged (the mirrors write what the source gets); the
+validation step, and ``compare_tables``, compare every row.
+
+Unusable, so every row is compared (``segment_checksum``): a table copied by a version that
+did not record the snapshot, or when more than XID_HORIZON transactions have passed since
+(32-bit xmin values could no longer be ordered safely). Frozen rows keep their xmin; one from
+before a wraparound may look recent: it is then compared, never skipped.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
+
+try:
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - modules report the missing library
+    sql = None
+
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import (
+    KeyRange, ranges_from_bounds)
+from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
+    DUPLICATE, FAMILY_STRIDE, RangeDiff, Scope, Side, SideQueryFailed, TableDrift, _bucket, _family_bucket,
+    _relation, _side_args, _where, bucket_sums, diff_rows, key_match, needs_text, row_hash, row_hashes)
+
+XID_HORIZON = 1 << 30  # transactions since the copy beyond which every row is compared
+LOOKUP_KEYS = 5000  # keys per look-up query
+
+Key = Tuple[str, ...]
+
+
+def usable_since(source_xmin: Optional[int], next_xid: int) -> bool:
+    """Can rows be told apart by their xmin against this copy snapshot xmin?"""
+    return (source_xmin is not None and 0 <= next_xid - source_xmin < XID_HORIZON
+            and source_xmin % (1 << 32) >= 3)  # 0-2 are special xids
+
+
+def next_xid(conn) -> int:
+    """The source's next transaction id (64-bit), read without taking one."""
+    with conn.cursor() as cur:
+        cur.execute('SELECT txid_snapshot_xmax(txid_current_snapshot())')
+        value = int(cur.fetchone()[0])
+    conn.rollback()
+    return value
+
+
+@dataclass
+class SourceChanges:
+    """The source scan: count and key hash sum per bucket, and its rows changed since the copy."""
+
+    sums: Dict[int, Tuple[int, int]] = field(default_factory=dict)
+    rows: Dict[Key, Tuple[int, int, int]] = field(default_factory=dict)  # key -> (bucket, key hash, row hash)
+
+
+def _changed(since: int):
+    """True for a row whose xmin does not precede ``since`` (the comparison of 32-bit xids
+    that age() makes, both ages at the same moment)."""
+    return sql.SQL('age(xmin) <= age({}::xid)').format(sql.Literal(str(since % (1 << 32))))
+
+
+def source_changes(side: Side, scope: Scope, bounds: Sequence[str], since: int) -> SourceChanges:
+    """The scope's source rows read under ONE snapshot (see the module's docstring, steps 1
+    and 2): count and key hash sum per bucket, then the rows changed since ``since``. Two
+    scans in one statement: aggregating the changed rows into arrays per bucket would give
+    every bucket an array state, which the hash aggregate spills to disk."""
+    table, only, fixed = _side_args(scope, 'source')
+    bucket = _bucket(scope, bounds, True)
+    kh = row_hash(scope.key_columns, scope.hash_mode)
+    rel, where = _relation(side.schema, table, only), _where([fixed])
+    nulls = sql.SQL(', ').join([sql.SQL('NULL::int8'), sql.SQL('NULL::int8')]
+                               + [sql.SQL('NULL::text') for dummy in scope.key_columns])
+    keys = sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in scope.key_columns)
+    query = sql.SQL('SELECT {b}, count(*), COALESCE(sum({kh}), 0)::text, {nulls} FROM {rel}{where} GROUP BY 1 '
+                    'UNION ALL SELECT {b}, NULL, NULL, {kh}, {rh}, {keys} FROM {rel}{changed}').format(
+        b=bucket, kh=kh, nulls=nulls, rel=rel, where=where, rh=row_hash(scope.columns, scope.hash_mode),
+        keys=keys, changed=_where([fixed, _changed(since)]))
+    out = SourceChanges()
+    for rec in side.fetch(query, text=needs_text(scope)):
+        bucket_no, n, total = rec[:3]
+        if bucket_no is None:
+            raise SideQueryFailed('source: rows of %s have no value in the key column %s'
+                                  % (table, scope.key))
+        if n is not None:
+            out.sums[bucket_no] = (int(n), int(total))
+        else:
+            out.rows[tuple(rec[5:])] = (bucket_no, int(rec[3]), int(rec[4]))
+    return out
+
+
+def rows_by_key(side: Side, scope: Scope, which: str, keys: Sequence[Key]) -> Set[Key]:
+    """Which of these keys one side holds (by key: an index look-up)."""
+    table, only, fixed = _side_args(scope, which)
+    names = sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in scope.key_columns)
+    out: Set[Key] = set()
+    for start in range(0, len(keys), LOOKUP_KEYS):
+        query = sql.SQL('SELECT {k} FROM {rel}{where}').format(
+            k=names, rel=_relation(side.schema, table, only),
+            where=_where([fixed, key_match(scope, keys[start:start + LOOKUP_KEYS])]))
+        out.update(tuple(rec) for rec in side.fetch(query, text=needs_text(scope)))
+    return out
+
+
+Pairs = Dict[int, Dict[Key, Tuple[int, int]]]  # bucket -> key -> (key hash, row hash)
+
+
+def _pairs(records, fixed_bucket=None) -> Pairs:
+    out: Pairs = {}
+    for rec in records:
+        key = tuple(rec[3:])
+        rows = out.setdefault(rec[0] if fixed_bucket is None else fixed_bucket(rec[0]), {})
+        rows[key] = (int(rec[1]), DUPLICATE if key in rows else int(rec[2]))
+    return out
+
+
+def target_pairs(side: Side, scope: Scope, bounds: Sequence[str], buckets: Sequence[int]) -> Pairs:
+    """Key hash and row hash of the target rows in these buckets (one scan)."""
+    table, only, fixed = _side_args(scope, 'target')
+    bucket = _bucket(scope, bounds, True)
+    query = sql.SQL('SELECT {b}, {kh}, {rh}, {k} FROM {rel}{where}').format(
+        b=bucket, kh=row_hash(scope.key_columns, scope.hash_mode), rh=row_hash(scope.columns, scope.hash_mode),
+        k=sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in scope.key_columns),
+        rel=_relation(side.schema, table, only),
+        where=_where([fixed, sql.SQL('{} = ANY({}::int8[])').format(bucket, sql.Literal(list(buckets)))]))
+    return _pairs(side.fetch(query, text=needs_text(scope)))
+
+
+def family_pairs(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[str]],
+                 wanted: Sequence[int]) -> List[Pairs]:
+    """Per scope, ``target_pairs`` of its rows in the ``wanted`` global buckets (member i's
+    bucket b is i * FAMILY_STRIDE + b), from ONE scan of the shared target table."""
+    first = scopes[0]
+    bucket = _family_bucket(scopes, bounds)
+    query = sql.SQL('SELECT {b}, {kh}, {rh}, {k} FROM {rel} WHERE {b} = ANY({ids}::int8[])').format(
+        b=bucket, kh=row_hash(first.key_columns, first.hash_mode), rh=row_hash(first.columns, first.hash_mode),
+        k=sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in first.key_columns),
+        rel=_relation(side.schema, first.target_table, first.target_only), ids=sql.Literal(list(wanted)))
+    out: List[Pairs] = [{} for dummy in scopes]
+    for member, pairs in _pairs(side.fetch(query, text=needs_text(first)), lambda b: b).items():
+        out[member // FAMILY_STRIDE][member % FAMILY_STRIDE] = pairs
+    return out
+
+
+@dataclass
+class _Outcome:
+    changed: Set[Key] = field(default_factory=set)  # to copy again (differs, or held twice)
+    missing: Set[Key] = field(default_factory=set)
+    extra: Set[Key] = field(default_factory=set)
+
+
+class ChangeComparer:
+    """One scope's comparison by changes: ``flagged`` (after both scans) returns the buckets
+    whose target rows are needed; ``settle`` (given them) returns the drift. The two steps
+    let the slices of one target table read their rows with one scan."""
+
+    def __init__(self, src: Side, tgt: Side, scope: Scope, bounds: Sequence[str]):
+        self.src, self.tgt, self.scope, self.bounds = src, tgt, scope, list(bounds)
+        self.source = SourceChanges()
+        self.target: Dict[Optional[int], Tuple[int, int]] = {}
+        self._flagged: List[int] = []
+
+    def flagged(self, source: SourceChanges, target: Dict[Optional[int], Tuple[int, int]]) -> List[int]:
+        if None in target:
+            raise SideQueryFailed('target: %s rows of %s have no value in the key column %s'
+                                  % (target[None][0], self.scope.target_table, self.scope.key))
+        self.source, self.target = source, target
+        out = {b for b in set(source.sums) | set(target) if source.sums.get(b, (0, 0)) != target.get(b, (0, 0))}
+        out.update(b for b, _kh, _rh in source.rows.values())
+        self._flagged = sorted(out)
+        return self._flagged
+
+    def settle(self, target_rows: Pairs) -> TableDrift:
+        """``target_rows``: the target rows of the flagged buckets (``target_pairs``)."""
+        changed_by_bucket: Dict[int, Dict[Key, Tuple[int, int]]] = {}
+        for key, (b, kh, rh) in self.source.rows.items():
+            changed_by_bucket.setdefault(b, {})[key] = (kh, rh)
+        per_bucket: Dict[int, _Outcome] = {}
+        unresolved: Dict[int, Dict[Key, int]] = {}  # bucket -> target keys not told apart
+        for b in self._flagged:
+            outcome, left = self._bucket(b, changed_by_bucket.get(b, {}), target_rows.get(b, {}))
+            per_bucket[b] = outcome
+            if left is not None:
+                unresolved[b] = left
+        anomalies = self._look_up(unresolved, per_bucket, changed_by_bucket) if unresolved else []
+        if anomalies:
+            self._row_level(anomalies, per_bucket)
+        return self._drift(per_bucket)
+
+    def _bucket(self, b: int, changed: Dict[Key, Tuple[int, int]], target: Dict[Key, Tuple[int, int]]):
+        """(outcome, target keys still to tell apart or None) of one flagged bucket."""
+        outcome = _Outcome()
+        for key, (_kh, rh) in changed.items():
+            found = target.get(key)
+            if found is None:
+                outcome.missing.add(key)
+            elif found[1] != rh:
+                outcome.changed.add(key)
+        if any(rh == DUPLICATE for _kh, rh in target.values()):
+            return outcome, {}  # a key held twice: this bucket row by row (see _look_up)
+        others = {k: kh for k, (kh, _rh) in target.items() if k not in changed}
+        sn, sk = self.source.sums.get(b, (0, 0))
+        extra_n = len(changed) + len(others) - sn  # the old rows are the source's unchanged ones
+        extra_k = sum(kh for kh, _rh in changed.values()) + sum(others.values()) - sk
+        if extra_n == 0 and extra_k == 0:
+            return outcome, None
+        if extra_n == 1:
+            match = [k for k, kh in others.items() if kh == extra_k]
+            if len(match) == 1:
+                outcome.extra.add(match[0])
+                return outcome, None
+        return outcome, others
+
+    def _look_up(self, unresolved: Dict[int, Dict[Key, int]], per_bucket: Dict[int, _Outcome],
+                 changed: Dict[int, Dict[Key, Tuple[int, int]]]) -> List[int]:
+        """Buckets whose deleted keys are not told by their hash: their target keys looked up on
+        the source. Returns the buckets that still do not add up (or hold a key twice)."""
+        keys = sorted({k for left in unresolved.values() for k in left})
+        on_source = rows_by_key(self.src, self.scope, 'source', keys) if keys else set()
+        anomalies = []
+        for b, left in unresolved.items():
+            if not left:
+                anomalies.append(b)
+                continue
+            extra = {k for k in left if k not in on_source}
+            kept = [kh for k, kh in left.items() if k not in extra]
+            kept += [kh for kh, _rh in changed.get(b, {}).values()]
+            if (len(kept), sum(kept)) != self.source.sums.get(b, (0, 0)):
+                anomalies.append(b)
+            else:
+                per_bucket[b].extra.update(extra)
+        return anomalies
+
+    def _row_level(self, buckets: List[int], per_bucket: Dict[int, _Outcome]) -> None:
+        """Buckets that do not add up: every row of them compared, as segment_checksum does."""
+        span = KeyRange(self.scope.key)
+        src = row_hashes(self.src, self.scope, 'source', span, self.bounds, buckets, True)
+        tgt = row_hashes(self.tgt, self.scope, 'target', span, self.bounds, buckets, True)
+        for b in buckets:
+            diff = diff_rows(span, src.get(b, {}), tgt.get(b, {}))
+            per_bucket[b] = _Outcome(set(diff.changed), set(diff.missing), set(diff.extra))
+
+    def _drift(self, per_bucket: Dict[int, _Outcome]) -> TableDrift:
+        ranges = ranges_from_bounds(self.scope.key, self.bounds)
+        by_segment: Dict[int, RangeDiff] = {}
+        for b, outcome in sorted(per_bucket.items()):
+            if not (outcome.changed or outcome.missing or outcome.extra):
+                continue
+            diff = by_segment.setdefault(b // self.scope.fine, RangeDiff(ranges[b // self.scope.fine]))
+            diff.changed.extend(sorted(outcome.changed))
+            diff.missing.extend(sorted(outcome.missing))
+            diff.extra.extend(sorted(outcome.extra))
+        return TableDrift(segments=len(ranges), differing_segments=len(by_segment),
+                          ranges=[by_segment[i] for i in sorted(by_segment)],
+                          source_rows=sum(n for n, _k in self.source.sums.values()),
+                          target_rows=sum(n for b, (n, _k) in self.target.items() if b is not None))
+
+
+def compare_by_changes(src: Side, tgt: Side, scope: Scope, bounds: Sequence[str], since: int,
+                       both: Callable) -> TableDrift:
+    """One scope alone: both scans at the same time, then the target rows of the flagged
+    buckets."""
+    comparer = ChangeComparer(src, tgt, scope, bounds)
+    source, target = both(lambda: source_changes(src, scope, bounds, since),
+                          lambda: bucket_sums(tgt, scope, 'target', bounds, fine=True, value='key'))
+    flagged = comparer.flagged(source, target)
+    return comparer.settle(target_pairs(tgt, scope, bounds, flagged) if flagged else {})
