@@ -46,7 +46,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segm
     stored_bounds, usable_keys)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import KeyRange
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.changed_rows import (
-    ChangeComparer, compare_by_changes, family_pairs, next_xid, source_changes, usable_since)
+    ChangeComparer, compare_by_changes, family_pairs, keyless_changes, next_xid, source_changes, usable_since)
 
 TEXT_KEY_TYPES = ('text', 'varchar', 'bpchar')
 
@@ -368,6 +368,13 @@ class Catchup:
         return (scope.target_table not in self.citus_tables
                 and max(drift.source_rows, drift.target_rows) <= KEYLESS_ROWS)
 
+    def _keyless_by_changes(self, scope: Scope) -> bool:
+        """A keyless table compared by changes: its copy snapshot is known and its target rows
+        can be repaired row by row (a plain table, small enough: see _rows_repairable)."""
+        rows = self.estimates.get(scope.source_table, (0, 0))[0]
+        return (scope.source_table in self.since and scope.target_table not in self.citus_tables
+                and rows <= KEYLESS_ROWS)
+
     def _bounds(self, side: Side, scope: Scope) -> List[str]:
         """The scope's segment bounds; sets its sub-buckets per segment for its rows."""
         est_rows, nbytes = self.estimates.get(scope.source_table, (0, 0))
@@ -491,7 +498,13 @@ class Catchup:
                                  item.recopy.target_settings),
                             scope)
         result.compared = 'whole' if scope.key is None else 'rows'
-        if scope.key is None:
+        keyless = None  # (rows to copy, rows to delete) of a keyless table compared by changes
+        if scope.key is None and first is None and self._keyless_by_changes(scope):
+            result.compared = 'changes'
+            est_rows = self.estimates.get(scope.source_table, (0, 0))[0]
+            drift, *keyless = keyless_changes(comparer.src, comparer.tgt, scope, self.since[scope.source_table],
+                                              fine_buckets(est_rows, 1), both)
+        elif scope.key is None:
             drift = comparer.whole(first[1] if first else None)
         elif isinstance(first, TableDrift):  # compared by changes with its family
             drift, result.compared = first, 'changes'
@@ -505,6 +518,8 @@ class Catchup:
         else:
             drift = comparer.segments(self._bounds(comparer.src, scope))
         self._record_drift(result, drift)
+        if keyless is not None:
+            result.rows_to_repair = len(keyless[0]) + len(keyless[1])
         if not drift.differs:
             return False
         if self.dry_run:
@@ -529,7 +544,7 @@ class Catchup:
         mapping, _partitioned = item.resolved or resolve(src, tgt, task)
         try:
             if scope.key is None:
-                copy, delete = multiset_diff(*both(
+                copy, delete = keyless or multiset_diff(*both(
                     lambda: physical_rows(comparer.src, scope, 'source'),
                     lambda: physical_rows(comparer.tgt, scope, 'target')))
                 result.rows_to_repair = len(copy) + len(delete)

@@ -46,7 +46,8 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_rang
     KeyRange, ranges_from_bounds)
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
     DUPLICATE, FAMILY_STRIDE, RangeDiff, Scope, Side, SideQueryFailed, TableDrift, _bucket, _family_bucket,
-    _relation, _side_args, _where, bucket_sums, diff_rows, key_match, needs_text, row_hash, row_hashes)
+    _relation, _side_args, _where, bucket_sums, diff_rows, key_match, multiset_diff, needs_text, row_hash,
+    row_hashes)
 
 XID_HORIZON = 1 << 30  # transactions since the copy beyond which every row is compared
 LOOKUP_KEYS = 5000  # keys per look-up query
@@ -288,3 +289,88 @@ def compare_by_changes(src: Side, tgt: Side, scope: Scope, bounds: Sequence[str]
                           lambda: bucket_sums(tgt, scope, 'target', bounds, fine=True, value='key'))
     flagged = comparer.flagged(source, target)
     return comparer.settle(target_pairs(tgt, scope, bounds, flagged) if flagged else {})
+
+
+# -- tables without a usable key --------------------------------------------------------------
+
+Physical = Tuple[int, str, int]  # (tableoid, ctid, row hash), as segment_checksum.physical_rows
+
+
+def _physical_query(side: Side, scope: Scope, which: str, mask: int, buckets: Sequence[int]):
+    table, only, fixed = _side_args(scope, which)
+    rh = row_hash(scope.columns, scope.hash_mode)
+    bucket = sql.SQL('({} & {})').format(rh, sql.Literal(mask))
+    wanted = sql.SQL('{} = ANY({}::int8[])').format(bucket, sql.Literal(list(buckets)))
+    return sql.SQL('SELECT {b}, tableoid::int8, ctid::text, {rh} FROM {rel}{where}').format(
+        b=bucket, rh=rh, rel=_relation(side.schema, table, only), where=_where([fixed, wanted]))
+
+
+def keyless_changes(src: Side, tgt: Side, scope: Scope, since: int, fine: int,
+                    both: Callable) -> Tuple[TableDrift, List[Physical], List[Physical]]:
+    """A table without a usable key, by changes: (drift, source rows to copy, target rows to
+    delete), rows named as ``segment_checksum.multiset_diff`` names them.
+
+    Rows are bucketed by their own hash (equal rows share a bucket). One scan per side sums
+    each bucket; the source's also lists its changed rows. In a bucket that differs by one row
+    the row is told by its hash: one target row too many is the target row with the missing
+    hash sum, one too few is the changed source row with it. Other differing buckets are read
+    on both sides and matched row by row (``multiset_diff``)."""
+    mask = fine - 1
+    rh = row_hash(scope.columns, scope.hash_mode)
+    bucket = sql.SQL('({} & {})').format(rh, sql.Literal(mask))
+    table, only, _fixed = _side_args(scope, 'source')
+    rel = _relation(src.schema, table, only)
+    # the row hash once per row (a subquery the planner keeps: OFFSET 0), not once for the
+    # bucket and again for the sum
+    source_query = sql.SQL('SELECT h & {m}, count(*), COALESCE(sum(h), 0)::text, NULL::int8, NULL::text, NULL::int8 '
+                           'FROM (SELECT {rh} AS h FROM {rel} OFFSET 0) AS icds_rows GROUP BY 1 '
+                           'UNION ALL SELECT {b}, NULL, NULL, tableoid::int8, ctid::text, {rh} '
+                           'FROM {rel} WHERE {ch}').format(m=sql.Literal(mask), b=bucket, rh=rh, rel=rel,
+                                                         ch=_changed(since))
+    t_table, t_only, t_fixed = _side_args(scope, 'target')
+    target_query = sql.SQL('SELECT h & {m}, count(*), COALESCE(sum(h), 0)::text FROM (SELECT {rh} AS h '
+                           'FROM {rel}{where} OFFSET 0) AS icds_rows GROUP BY 1').format(
+        m=sql.Literal(mask), rh=rh, rel=_relation(tgt.schema, t_table, t_only), where=_where([t_fixed]))
+    text = needs_text(scope)
+    s_rows, t_rows = both(lambda: src.fetch(source_query, text=text), lambda: tgt.fetch(target_query, text=text))
+    s_sums: Dict[int, Tuple[int, int]] = {}
+    changed: Dict[int, List[Physical]] = {}
+    for b, n, total, oid, ctid, h in s_rows:
+        if n is not None:
+            s_sums[b] = (int(n), int(total))
+        else:
+            changed.setdefault(b, []).append((int(oid), ctid, int(h)))
+    t_sums = {b: (int(n), int(total)) for b, n, total in t_rows}
+    flagged = sorted(b for b in set(s_sums) | set(t_sums) if s_sums.get(b, (0, 0)) != t_sums.get(b, (0, 0)))
+    drift = TableDrift(segments=1, differing_segments=int(bool(flagged)),
+                       source_rows=sum(n for n, _s in s_sums.values()),
+                       target_rows=sum(n for n, _s in t_sums.values()), whole=bool(flagged))
+    if not flagged:
+        return drift, [], []
+    target: Dict[int, List[Physical]] = {}
+    for b, oid, ctid, h in tgt.fetch(_physical_query(tgt, scope, 'target', mask, buckets=flagged), text=text):
+        target.setdefault(b, []).append((int(oid), ctid, int(h)))
+    copy: List[Physical] = []
+    delete: List[Physical] = []
+    unresolved = []
+    for b in flagged:
+        rows = target.get(b, [])
+        sn, sk = s_sums.get(b, (0, 0))
+        extra_n, extra_k = len(rows) - sn, sum(r[2] for r in rows) - sk
+        told = [r for r in rows if r[2] == extra_k] if extra_n == 1 else (
+            [r for r in changed.get(b, ()) if r[2] == -extra_k] if extra_n == -1 else [])
+        if not told:
+            unresolved.append(b)
+        elif extra_n == 1:
+            delete.append(told[0])
+        else:
+            copy.append(told[0])
+    if unresolved:
+        source: Dict[int, List[Physical]] = {}
+        for b, oid, ctid, h in src.fetch(_physical_query(src, scope, 'source', mask, buckets=unresolved), text=text):
+            source.setdefault(b, []).append((int(oid), ctid, int(h)))
+        more_copy, more_delete = multiset_diff([r for b in unresolved for r in source.get(b, ())],
+                                               [r for b in unresolved for r in target.get(b, ())])
+        copy += more_copy
+        delete += more_delete
+    return drift, copy, delete

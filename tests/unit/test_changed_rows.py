@@ -1,0 +1,166 @@
+"""The pure logic of the catch-up by changes (validate.changed_rows), without a database:
+how one flagged bucket is settled from the source's changed rows, its key sums and the
+target's rows, and when a copy snapshot xmin can be used at all."""
+
+import pytest
+
+from ansible_collections.icds.citus_migration.plugins.module_utils.validate.changed_rows import (
+    XID_HORIZON, ChangeComparer, SourceChanges, usable_since)
+from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
+    DUPLICATE, Scope)
+
+B = 3  # the bucket under test
+
+
+def _comparer(sums, rows=None) -> ChangeComparer:
+    scope = Scope('cases-2020', 'cases-2020', 'table', True, None, ['id', 'label'], 'id', 'bigint')
+    comparer = ChangeComparer(None, None, scope, [])
+    comparer.source = SourceChanges(sums=sums, rows=rows or {})
+    return comparer
+
+
+def _sums(*key_hashes):
+    return {B: (len(key_hashes), sum(key_hashes))}
+
+
+def _changed(comparer):
+    """The changed source rows of bucket B, as settle hands them to _bucket."""
+    return {k: (kh, rh) for k, (b, kh, rh) in comparer.source.rows.items() if b == B}
+
+
+# the target's old rows: key -> (key hash, row hash); the unchanged source rows are the same
+OLD = {('1',): (101, 9001), ('2',): (202, 9002), ('3',): (303, 9003)}
+
+
+def test_sums_that_add_up_leave_nothing_extra():
+    comparer = _comparer(_sums(101, 202, 303))
+    outcome, left = comparer._bucket(B, {}, dict(OLD))
+    assert left is None
+    assert (outcome.changed, outcome.missing, outcome.extra) == (set(), set(), set())
+
+
+def test_one_deleted_key_is_told_by_its_hash():
+    comparer = _comparer(_sums(101, 303))  # the source deleted key 2
+    outcome, left = comparer._bucket(B, {}, dict(OLD))
+    assert left is None  # no look-up on the source
+    assert outcome.extra == {('2',)}
+    assert not outcome.changed and not outcome.missing
+
+
+def test_two_deleted_keys_are_left_for_the_look_up():
+    comparer = _comparer(_sums(101))  # the source deleted keys 2 and 3
+    outcome, left = comparer._bucket(B, {}, dict(OLD))
+    # every target key not changed on the source, with its key hash: the caller looks them up
+    assert left == {('1',): 101, ('2',): 202, ('3',): 303}
+    assert not outcome.extra and not outcome.changed and not outcome.missing
+
+
+def test_one_deleted_key_whose_hash_two_keys_share_is_left_for_the_look_up():
+    target = dict(OLD)
+    target[('4',)] = (202, 9004)  # key 4's hash equals key 2's: not told apart
+    comparer = _comparer(_sums(101, 303, 202))  # one of 2 and 4 deleted
+    outcome, left = comparer._bucket(B, {}, target)
+    assert left == {('1',): 101, ('2',): 202, ('3',): 303, ('4',): 202}
+    assert not outcome.extra
+
+
+def test_a_changed_row_that_differs_on_the_target_is_changed():
+    rows = {('2',): (B, 202, 7777)}  # key 2 updated on the source: a new row hash
+    comparer = _comparer(_sums(101, 202, 303), rows)
+    outcome, left = comparer._bucket(B, _changed(comparer), dict(OLD))
+    assert left is None
+    assert outcome.changed == {('2',)}
+    assert not outcome.missing and not outcome.extra
+
+
+def test_a_changed_row_the_target_already_holds_is_not_changed():
+    rows = {('2',): (B, 202, 9002)}  # rewritten on the source with the same values (or mirrored)
+    comparer = _comparer(_sums(101, 202, 303), rows)
+    outcome, left = comparer._bucket(B, _changed(comparer), dict(OLD))
+    assert left is None
+    assert (outcome.changed, outcome.missing, outcome.extra) == (set(), set(), set())
+
+
+def test_a_changed_row_missing_on_the_target_is_missing():
+    rows = {('9',): (B, 909, 9009)}  # inserted on the source since the copy
+    comparer = _comparer(_sums(101, 202, 303, 909), rows)
+    outcome, left = comparer._bucket(B, _changed(comparer), dict(OLD))
+    assert left is None
+    assert outcome.missing == {('9',)}
+    assert not outcome.changed and not outcome.extra
+
+
+def test_inserted_changed_and_one_deleted_in_one_bucket():
+    rows = {('9',): (B, 909, 9009), ('1',): (B, 101, 5555)}
+    comparer = _comparer(_sums(101, 303, 909), rows)  # 1 changed, 2 deleted, 9 inserted
+    outcome, left = comparer._bucket(B, _changed(comparer), dict(OLD))
+    assert left is None
+    assert (outcome.changed, outcome.missing, outcome.extra) == ({('1',)}, {('9',)}, {('2',)})
+
+
+def test_a_key_the_target_holds_twice_leaves_the_bucket_row_by_row():
+    target = dict(OLD)
+    target[('3',)] = (303, DUPLICATE)  # as _pairs records a key read twice
+    comparer = _comparer(_sums(101, 202, 303))
+    outcome, left = comparer._bucket(B, {}, target)
+    assert left == {}  # not None: the bucket goes to the look-up, which sends it row by row
+    assert not outcome.extra
+
+
+def test_a_changed_key_the_target_holds_twice_is_changed_and_row_by_row():
+    target = dict(OLD)
+    target[('2',)] = (202, DUPLICATE)
+    rows = {('2',): (B, 202, 7777)}
+    comparer = _comparer(_sums(101, 202, 303), rows)
+    outcome, left = comparer._bucket(B, _changed(comparer), target)
+    assert left == {}
+    assert outcome.changed == {('2',)}
+
+
+def test_a_lost_old_row_does_not_add_up():
+    target = {k: v for k, v in OLD.items() if k != ('2',)}  # the target lost key 2
+    comparer = _comparer(_sums(101, 202, 303))
+    outcome, left = comparer._bucket(B, {}, target)
+    assert left == {('1',): 101, ('3',): 303}  # looked up; they are all on the source: row by row
+    assert not outcome.extra and not outcome.missing
+
+
+def test_flagged_buckets_and_a_settled_drift_without_look_up():
+    """flagged: buckets whose key sums differ or that hold changed rows; settle of buckets that
+    need no look-up names the rows in the segment's range."""
+    comparer = _comparer({})
+    source = SourceChanges(sums={0: (2, 303), 1: (3, 606), 2: (1, 5)},
+                           rows={('2',): (1, 202, 7777)})
+    target = {0: (2, 303), 1: (3, 606), 2: (2, 12)}
+    assert comparer.flagged(source, target) == [1, 2]
+    drift = comparer.settle({1: dict(OLD), 2: {('5',): (5, 1), ('7',): (7, 2)}})
+    assert drift.source_rows == 6 and drift.target_rows == 7
+    assert drift.differing_segments == 1 and len(drift.ranges) == 1
+    found = drift.ranges[0]
+    assert (found.changed, found.missing, found.extra) == ([('2',)], [], [('7',)])
+
+
+def test_a_target_row_without_a_key_fails_the_comparison():
+    from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
+        SideQueryFailed)
+    comparer = _comparer({})
+    with pytest.raises(SideQueryFailed, match='no value in the key column'):
+        comparer.flagged(SourceChanges(), {None: (4, 0), 0: (1, 1)})
+
+
+@pytest.mark.parametrize('since, next_xid, usable', [
+    (None, 1000, False),                                 # copied by an earlier version
+    (1000, 5000, True),                                  # normal
+    (3, 5000, True),                                     # the first normal xid
+    (1000, 1000, True),                                  # nothing since the copy
+    (1000, 1000 + XID_HORIZON - 1, True),
+    (1000, 1000 + XID_HORIZON, False),                   # too long ago to order 32-bit xids
+    (1000, 1000 + XID_HORIZON + 5, False),
+    (5000, 1000, False),                                 # a snapshot "after" the next xid
+    (0, 100, False), (1, 100, False), (2, 100, False),   # special xids
+    ((1 << 32) + 1, (1 << 32) + 100, False),             # special in a later epoch
+    ((1 << 32) + 3, (1 << 32) + 100, True),
+    ((1 << 32) - 10, (1 << 32) + 100, True),             # across an epoch boundary
+])
+def test_usable_since(since, next_xid, usable):
+    assert usable_since(since, next_xid) is usable
