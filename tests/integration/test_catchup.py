@@ -24,7 +24,8 @@ def _repairs(dbs) -> str:
 
 
 def _ledger(dbs) -> str:
-    return dbs.tgt_sql('SELECT md5(string_agg(source_table || part || copied_at, \',\' ORDER BY 1)) '
+    return dbs.tgt_sql('SELECT md5(string_agg(source_table || part || copied_at || coalesce(source_xmin::text, \'\'), '
+                       '\',\' ORDER BY source_table, part)) '
                        'FROM icds_citus_migration.copy_ledger').strip()
 
 

@@ -38,7 +38,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.copy.runner i
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.run_context import (
     ConnectionPair, RunFacts, log_failure)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_copy import (
-    ByteCounter, CopyFailed, resolve)
+    ByteCounter, CopyFailed, resolve, snapshot_xmin)
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate import compare
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
     FAMILY_STRIDE, ROW_BATCH_ROWS, Comparer, Scope, Side, TableDrift, both, bucket_sums, differing_buckets,
@@ -241,6 +241,8 @@ class Catchup:
         # per source table, the copy snapshot xmin its rows are compared against (only the
         # rows changed since are compared by value: validate.changed_rows); absent: all rows
         self.since: Dict[str, int] = {}
+        self._horizons: Dict[int, int] = {}  # manifest row id -> source xmin before its comparison
+        self.ledger_has_xmin = False  # the ledger records copy snapshots (read_split_plans)
         self.by_changes = not options.compare_all_rows
         self._log_ready = False  # the repair log (and ledger) exist: created before the first write
 
@@ -276,6 +278,8 @@ class Catchup:
                 for fut in [pool.submit(work) for dummy in range(workers)]:
                     for res in fut.result():
                         done[res.id] = res
+            if not self.dry_run:
+                self._advance(done.values())
         finally:
             for conn in self._all:
                 if isinstance(conn, ConnectionPair):
@@ -283,6 +287,29 @@ class Catchup:
                 elif not conn.closed:
                     conn.close()
         return [done[i.recopy.row.id] for i in items if i.recopy.row.id in done]
+
+    def _advance(self, results) -> None:
+        """Record, for every table now equal to the source, the xmin of a source snapshot
+        taken before its comparison: every source row older than that was compared (or is
+        unchanged since the copy) and is on the target, so the next catch-up compares only
+        what changed after it (validate.changed_rows). A table compared by every row's values
+        gets one too, so a ledger from an earlier version stops costing full comparisons.
+
+        Only by a catch-up that repaired something: one that found nothing writes nothing."""
+        results = list(results)
+        if not any(r.status in ('repaired', 'recopied') for r in results):
+            return
+        horizons = {r.source_table: self._horizons[r.id] for r in results
+                    if r.status in ('equal', 'repaired') and r.id in self._horizons}
+        if not horizons or not self.ledger_has_xmin:
+            return
+        conn = connect(self.target, 'target')
+        try:
+            with conn.cursor() as cur:
+                ledger.advance_source_xmin(cur, self.options.ledger_schema, self.source_id, horizons)
+            conn.commit()
+        finally:
+            conn.close()
 
     def _unit_bytes(self, unit: Sequence[CatchupItem]) -> int:
         return sum(self.estimates.get(i.recopy.row.source_table, (0, 0))[1] for i in unit)
@@ -368,6 +395,15 @@ class Catchup:
         return (scope.target_table not in self.citus_tables
                 and max(drift.source_rows, drift.target_rows) <= KEYLESS_ROWS)
 
+    def _horizon(self, items: Sequence[CatchupItem], src_conn) -> None:
+        """Note the source's snapshot xmin now, before these items are compared (see _advance)."""
+        if self.by_changes and not self.dry_run:
+            xmin = snapshot_xmin(src_conn)
+            src_conn.rollback()
+            with self._lock:
+                for item in items:
+                    self._horizons[item.recopy.row.id] = xmin
+
     def _keyless_by_changes(self, scope: Scope) -> bool:
         """A keyless table compared by changes: its copy snapshot is known and its target rows
         can be repaired row by row (a plain table, small enough: see _rows_repairable)."""
@@ -396,6 +432,7 @@ class Catchup:
         scopes = [i.scope for i in items]
         for sc in scopes:
             sc.rows = self.estimates.get(sc.source_table, (0, 0))[0]
+        self._horizon(items, src2)
         bounds = [self._bounds(side_src, sc) if sc.key else [] for sc in scopes]
         if all(sc.key and sc.source_table in self.since for sc in scopes) \
                 and len({sc.key_columns for sc in scopes}) == 1:
@@ -498,6 +535,8 @@ class Catchup:
                                  item.recopy.target_settings),
                             scope)
         result.compared = 'whole' if scope.key is None else 'rows'
+        if first is None:
+            self._horizon([item], comparer.src.conn)
         keyless = None  # (rows to copy, rows to delete) of a keyless table compared by changes
         if scope.key is None and first is None and self._keyless_by_changes(scope):
             result.compared = 'changes'
@@ -590,8 +629,9 @@ def read_split_plans(catchup: Catchup, src_conn, tgt_conn, items: Sequence[Catch
         if names and ledger.split_plan_table_exists(cur, catchup.options.ledger_schema):
             catchup.plans = ledger.split_plans(cur, catchup.options.ledger_schema,
                                                catchup.source_id, names)
-        if names and catchup.by_changes and ledger.ledger_exists(cur, catchup.options.ledger_schema) \
-                and ledger.has_source_xmin(cur, catchup.options.ledger_schema):
+        catchup.ledger_has_xmin = ledger.ledger_exists(cur, catchup.options.ledger_schema) \
+            and ledger.has_source_xmin(cur, catchup.options.ledger_schema)
+        if names and catchup.by_changes and catchup.ledger_has_xmin:
             xmins = ledger.source_xmins(cur, catchup.options.ledger_schema, catchup.source_id, names)
             horizon = next_xid(src_conn) if xmins else 0
             catchup.since = {t: x for t, x in xmins.items() if usable_since(x, horizon)}

@@ -195,6 +195,16 @@ def record(cur, schema: str, source_id: str, source_table: str, target_table: st
                 (source_id, source_table, part, target_table, rows, nbytes, runner, source_xmin))
 
 
+def advance_source_xmin(cur, schema: str, source_id: str, horizons: Dict[str, int]) -> None:
+    """Move the tables' recorded source xmin forward (never back) after a catch-up left
+    them equal to the source as of these snapshot xmins."""
+    tables = sorted(horizons)
+    cur.execute(sql.SQL('UPDATE {} AS l SET source_xmin = GREATEST(l.source_xmin, h.xmin) '
+                        'FROM unnest(%s::text[], %s::int8[]) AS h(source_table, xmin) '
+                        'WHERE l.source_id = %s AND l.source_table = h.source_table').format(_table(schema)),
+                (tables, [horizons[t] for t in tables], source_id))
+
+
 def source_xmins(cur, schema: str, source_id: str, source_tables: Sequence[str]) -> Dict[str, int]:
     """Per table, the oldest source snapshot xmin its copies read (every part's); absent
     when a part was copied by a version that did not record it."""
