@@ -319,6 +319,8 @@ def cmd_recopy(args: argparse.Namespace, options: RunOptions) -> int:
             echo('re-copied %s -> %s: %s rows' % (
                 result.source_table, result.target_table, result.rows))
     caught = run.catchup_results
+    for warning in run.catchup_warnings:
+        echo('WARNING %s' % warning)
     recopied = sum(1 for r in results if r.status == 'copied') + sum(1 for r in caught if r.status == 'recopied')
     repaired = sum(1 for r in caught if r.status == 'repaired')
     errored = sum(1 for r in results if r.status == 'errored') + sum(1 for r in caught if r.status == 'errored')

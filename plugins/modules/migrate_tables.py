@@ -357,6 +357,8 @@ def recopy(module, run) -> None:
         tables=[r.as_dict() for r in named] + [r.as_dict() for r in caught])
     result['copied'] = result['recopied']
     result['changed'] = bool(result['recopied'] or result['repaired'])
+    for warning in run.catchup_warnings:
+        module.warn(warning)
     if result['errored'] and p['fail_on_error']:
         failed = [r for r in named + caught if r.status == 'errored']
         module.fail_json(msg='%d of %d tables failed: %s' % (

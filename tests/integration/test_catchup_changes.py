@@ -150,6 +150,16 @@ def test_a_ledger_without_the_copy_snapshot_compares_every_row(dbs, tmp_path):
     assert by_table[ch.TEXT_KEY]['compared'] == 'changes'
     assert by_table[ch.TEXT_KEY]['rows_to_repair'] == touched[ch.TEXT_KEY]
     ch.assert_target_equals_source(dbs)
+    # that catch-up repaired something: the table now has a snapshot, and the next one
+    # compares it by changes
+    unset = dbs.tgt_sql("SELECT count(*) FROM %s WHERE source_table = '%s' AND source_xmin IS NULL"
+                        % (LEDGER, ch.SAME)).strip()
+    assert unset == '0'
+    dbs.src_sql("UPDATE %s SET label = 'changed later' WHERE id = (SELECT min(id) FROM %s WHERE id > 2468)"
+                % (ch.q(ch.SAME), ch.q(ch.SAME)))
+    got = _by_table(ch.catch_up(dbs, manifest))[ch.SAME]
+    assert (got['compared'], got['status'], got['rows_to_repair']) == ('changes', 'repaired', 1), got
+    ch.assert_target_equals_source(dbs)
 
 
 def test_the_copy_records_its_snapshot_and_a_later_change_is_reported(dbs, tmp_path):
@@ -190,6 +200,7 @@ def test_rows_written_by_a_transaction_open_during_the_copy(dbs, tmp_path):
                         "DATE '2020-01-01')" % table)
             cur.execute('SELECT txid_current()')
             writer_xid = int(cur.fetchone()[0])
+        dbs.src_sql('SELECT txid_current()')  # a later transaction, committed: the writer is not the newest
         res = run_cli(['migrate', '--yes'] + cli_conn_args(dbs) + [manifest], timeout=60)
         assert res.returncode == 0, res.stdout + res.stderr
         writer.commit()
@@ -234,3 +245,70 @@ def test_repeated_catch_ups(dbs, tmp_path):
             assert got['compared'] == _how(dbs, table), got
             assert got['status'] == 'repaired', got
         ch.assert_target_equals_source(dbs)
+
+
+def test_rows_written_by_a_transaction_open_during_a_catch_up(dbs, tmp_path):
+    """A catch-up that repaired something moves the recorded source xmin forward, to a
+    snapshot from before its comparison: a transaction still running then (its rows invisible
+    to the comparison) commits afterwards, and the next catch-up still finds its rows."""
+    manifest = ch.load(dbs, str(tmp_path / 'm.db'))
+    child = '%s_%s' % (ch.DROP, ch.MONTHS[0])
+    copied = int(dbs.tgt_sql("SELECT min(source_xmin) FROM %s WHERE source_table = '%s'" % (LEDGER, ch.SAME)))
+    ch.drift_source(dbs)  # so that the catch-up repairs something
+    writer = psycopg2.connect(**dbs.source.libpq_kwargs())
+    try:
+        with writer.cursor() as cur:
+            cur.execute("UPDATE %s SET label = 'written during the catch-up' WHERE id = 4343" % ch.q(ch.SAME))
+            assert cur.rowcount == 1
+            cur.execute("INSERT INTO %s (id, label, month) VALUES (900001, 'inserted during the catch-up', "
+                        "DATE '2020-01-01')" % ch.q(ch.SAME))
+            cur.execute("UPDATE %s SET label = 'written during the catch-up' WHERE id = 100123" % ch.q(child))
+            assert cur.rowcount == 1
+            cur.execute('SELECT txid_current()')
+            writer_xid = int(cur.fetchone()[0])
+        dbs.src_sql('SELECT txid_current()')  # a later transaction, committed: the writer is not the newest
+        first = _by_table(ch.catch_up(dbs, manifest))
+        assert all(first[t]['status'] == 'repaired' for t in ch.leaf_tables()), first
+        writer.commit()
+    finally:
+        writer.close()
+    advanced = int(dbs.tgt_sql("SELECT min(source_xmin) FROM %s WHERE source_table = '%s'" % (LEDGER, ch.SAME)))
+    assert copied < advanced <= writer_xid  # forward, but not past the running transaction
+    assert _target_of(dbs, ch.SAME) != _source_of(dbs, ch.SAME)
+
+    again = _by_table(ch.catch_up(dbs, manifest))
+    for table, rows in ((ch.SAME, 2), (child, 1)):
+        got = again[table]
+        assert (got['compared'], got['status'], got['rows_to_repair']) == ('changes', 'repaired', rows), got
+    assert all(again[t]['status'] == 'equal' for t in ch.leaf_tables() if t not in (ch.SAME, child)), again
+    ch.assert_target_equals_source(dbs)
+
+
+def test_a_ledger_from_before_the_snapshot_column(dbs, tmp_path):
+    """A ledger made by a version without copy_ledger.source_xmin: every table is compared by
+    its rows' values and repaired; the column is added in place for the next copies."""
+    manifest = ch.load(dbs, str(tmp_path / 'm.db'))
+    dbs.tgt_sql('ALTER TABLE %s DROP COLUMN source_xmin' % LEDGER)
+    ch.drift_source(dbs)
+    by_table = _by_table(ch.catch_up(dbs, manifest))
+    for table in ch.leaf_tables():
+        got = by_table[table]
+        assert got['compared'] == ('whole' if table == ch.KEYLESS else 'rows'), got
+        assert got['status'] == 'repaired', got
+    ch.assert_target_equals_source(dbs)
+    assert dbs.tgt_sql("SELECT count(*) FROM pg_attribute WHERE attrelid = '%s'::regclass "
+                       "AND attname = 'source_xmin' AND NOT attisdropped" % LEDGER).strip() == '1'
+
+
+def test_a_keyless_table_with_rows_held_twice(dbs, tmp_path):
+    """Without a key, rows are told apart by their hash: a row the source now holds twice
+    (an identical row inserted since the copy), and one the target alone holds twice."""
+    manifest = ch.load(dbs, str(tmp_path / 'm.db'))
+    t = ch.q(ch.KEYLESS)
+    dbs.src_sql('INSERT INTO %s SELECT * FROM %s WHERE id = 11' % (t, t))
+    dbs.tgt_sql('INSERT INTO %s SELECT * FROM %s WHERE id = 2222' % (t, t))
+    got = _by_table(ch.catch_up(dbs, manifest))[ch.KEYLESS]
+    assert (got['compared'], got['status'], got['rows_to_repair']) == ('changes', 'repaired', 2), got
+    assert (got['rows_copied'], got['rows_deleted']) == (1, 1), got
+    assert dbs.tgt_sql('SELECT count(*) FROM %s WHERE id IN (11, 2222)' % t).strip() == '3'
+    ch.assert_target_equals_source(dbs)

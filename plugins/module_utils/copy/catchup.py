@@ -20,6 +20,11 @@ __metaclass__ = type
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+try:
+    import psycopg2
+except ImportError:  # pragma: no cover - modules report the missing library
+    psycopg2 = None
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -243,6 +248,7 @@ class Catchup:
         self.since: Dict[str, int] = {}
         self._horizons: Dict[int, int] = {}  # manifest row id -> source xmin before its comparison
         self.ledger_has_xmin = False  # the ledger records copy snapshots (read_split_plans)
+        self.warnings: List[str] = []
         self.by_changes = not options.compare_all_rows
         self._log_ready = False  # the repair log (and ledger) exist: created before the first write
 
@@ -292,8 +298,9 @@ class Catchup:
         """Record, for every table now equal to the source, the xmin of a source snapshot
         taken before its comparison: every source row older than that was compared (or is
         unchanged since the copy) and is on the target, so the next catch-up compares only
-        what changed after it (validate.changed_rows). A table compared by every row's values
-        gets one too, so a ledger from an earlier version stops costing full comparisons.
+        what changed after it (validate.changed_rows). A table of this run compared by every
+        row's values (no recorded snapshot yet) gets one too, so a ledger from an earlier
+        version stops costing full comparisons.
 
         Only by a catch-up that repaired something: one that found nothing writes nothing."""
         results = list(results)
@@ -303,13 +310,18 @@ class Catchup:
                     if r.status in ('equal', 'repaired') and r.id in self._horizons}
         if not horizons or not self.ledger_has_xmin:
             return
-        conn = connect(self.target, 'target')
         try:
-            with conn.cursor() as cur:
-                ledger.advance_source_xmin(cur, self.options.ledger_schema, self.source_id, horizons)
-            conn.commit()
-        finally:
-            conn.close()
+            conn = connect(self.target, 'target')
+            try:
+                with conn.cursor() as cur:
+                    ledger.advance_source_xmin(cur, self.options.ledger_schema, self.source_id, horizons)
+                conn.commit()
+            finally:
+                conn.close()
+        except (MigrationError, psycopg2.Error) as exc:  # the repairs stand; the next catch-up compares more
+            self.warnings.append('the catch-up horizon of %d tables was not recorded (the next catch-up '
+                                 'compares their changes since their copy again): %s'
+                                 % (len(horizons), ' '.join(str(exc).split())))
 
     def _unit_bytes(self, unit: Sequence[CatchupItem]) -> int:
         return sum(self.estimates.get(i.recopy.row.source_table, (0, 0))[1] for i in unit)

@@ -178,6 +178,7 @@ class RecopyRun:
         self.items: List[RecopyItem] = []
         self.catchup_items: list = []  # drifted: every other migrated row (copy.catchup)
         self.catchup_results: list = []
+        self.catchup_warnings: List[str] = []
         self.on_result = None  # callback for each catch-up result (progress display)
         self.source_id = ''
         self.facts: Optional[RunFacts] = None
@@ -247,6 +248,7 @@ class RecopyRun:
         with connection_pair(self.source, self.target) as (src, tgt):
             catchup.read_split_plans(worker, src, tgt, self.catchup_items)
         self.catchup_results = worker.run(self.catchup_items)
+        self.catchup_warnings = worker.warnings
         return self.catchup_results
 
     def dry_run(self) -> List[Dict[str, object]]:
