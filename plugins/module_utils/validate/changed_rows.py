@@ -296,13 +296,18 @@ def compare_by_changes(src: Side, tgt: Side, scope: Scope, bounds: Sequence[str]
 Physical = Tuple[int, str, int]  # (tableoid, ctid, row hash), as segment_checksum.physical_rows
 
 
-def _physical_query(side: Side, scope: Scope, which: str, mask: int, buckets: Sequence[int]):
+def _physical_query(side: Side, scope: Scope, which: str, mask: int, buckets: Sequence[int],
+                    hashes: Sequence[int] = ()):
+    """(bucket, tableoid, ctid, row hash) of every row in ``buckets``, and of one row per
+    hash in ``hashes``."""
     table, only, fixed = _side_args(scope, which)
     rh = row_hash(scope.columns, scope.hash_mode)
-    bucket = sql.SQL('({} & {})').format(rh, sql.Literal(mask))
-    wanted = sql.SQL('{} = ANY({}::int8[])').format(bucket, sql.Literal(list(buckets)))
-    return sql.SQL('SELECT {b}, tableoid::int8, ctid::text, {rh} FROM {rel}{where}').format(
-        b=bucket, rh=rh, rel=_relation(side.schema, table, only), where=_where([fixed, wanted]))
+    rows = sql.SQL('SELECT {rh} & {m} AS b, tableoid::int8 AS o, ctid AS c, {rh} AS h FROM {rel}{where}').format(
+        rh=rh, m=sql.Literal(mask), rel=_relation(side.schema, table, only), where=_where([fixed]))
+    return sql.SQL('SELECT b, o, c::text, h FROM (SELECT *, row_number() OVER (PARTITION BY h) AS n '
+                   'FROM ({rows} OFFSET 0) AS icds_rows WHERE b = ANY({b}::int8[]) OR h = ANY({h}::int8[])) '
+                   'AS icds_wanted WHERE b = ANY({b}::int8[]) OR n = 1').format(
+        rows=rows, b=sql.Literal(list(buckets)), h=sql.Literal(list(hashes)))
 
 
 def keyless_changes(src: Side, tgt: Side, scope: Scope, since: int, fine: int,
@@ -347,24 +352,39 @@ def keyless_changes(src: Side, tgt: Side, scope: Scope, since: int, fine: int,
                        target_rows=sum(n for n, _s in t_sums.values()), whole=bool(flagged))
     if not flagged:
         return drift, [], []
-    target: Dict[int, List[Physical]] = {}
-    for b, oid, ctid, h in tgt.fetch(_physical_query(tgt, scope, 'target', mask, buckets=flagged), text=text):
-        target.setdefault(b, []).append((int(oid), ctid, int(h)))
     copy: List[Physical] = []
-    delete: List[Physical] = []
+    extra: Dict[int, int] = {}  # bucket -> the hash of its one target row too many
     unresolved = []
     for b in flagged:
-        rows = target.get(b, [])
         sn, sk = s_sums.get(b, (0, 0))
-        extra_n, extra_k = len(rows) - sn, sum(r[2] for r in rows) - sk
-        told = [r for r in rows if r[2] == extra_k] if extra_n == 1 else (
-            [r for r in changed.get(b, ()) if r[2] == -extra_k] if extra_n == -1 else [])
-        if not told:
+        tn, tk = t_sums.get(b, (0, 0))
+        told = [r for r in changed.get(b, ()) if r[2] == sk - tk] if tn - sn == -1 else []
+        if told:
+            copy.append(told[0])  # one source row too few: the changed one with the missing hash
+        elif tn - sn == 1 and -(1 << 63) <= tk - sk < (1 << 63):  # else not one row's hash
+            extra[b] = tk - sk
+        else:
             unresolved.append(b)
-        elif extra_n == 1:
+    target: Dict[int, List[Physical]] = {}
+    if extra or unresolved:
+        # of a bucket one row too many, one row of the hash it is too many of (a table without
+        # a key may hold many equal rows: any of them will do); of the others, every row
+        query = _physical_query(tgt, scope, 'target', mask, buckets=unresolved, hashes=sorted(set(extra.values())))
+        for b, oid, ctid, h in tgt.fetch(query, text=text):
+            target.setdefault(b, []).append((int(oid), ctid, int(h)))
+    delete: List[Physical] = []
+    refetch = []  # a bucket one row too many with no target row of that hash: off by more
+    for b, h in extra.items():
+        told = [r for r in target.get(b, ()) if r[2] == h]
+        if told:
             delete.append(told[0])
         else:
-            copy.append(told[0])
+            refetch.append(b)
+            target.pop(b, None)
+    if refetch:
+        for b, oid, ctid, h in tgt.fetch(_physical_query(tgt, scope, 'target', mask, buckets=refetch), text=text):
+            target.setdefault(b, []).append((int(oid), ctid, int(h)))
+        unresolved += refetch
     if unresolved:
         source: Dict[int, List[Physical]] = {}
         for b, oid, ctid, h in src.fetch(_physical_query(src, scope, 'source', mask, buckets=unresolved), text=text):

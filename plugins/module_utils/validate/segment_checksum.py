@@ -144,8 +144,10 @@ class SideQueryFailed(MigrationError):
 # Every comparison query: a grouped scan (one group per FINE_ROWS rows) must be a hash
 # aggregate. The planner cannot estimate the groups of a hash expression, guesses one per
 # row and sorts instead, carrying whole rows to the aggregate through an on-disk sort: 3 to
-# 4 times slower than hashing. The other queries of a comparison do not sort.
-QUERY_SETTINGS = (('work_mem', '64MB'), ('enable_sort', 'off'))
+# 4 times slower than hashing. The other queries of a comparison do not sort, or sort a few
+# rows; but a plan that must sort is costed as disabled, which would set off JIT compiling
+# (about 100 ms a query, to save nothing: the hash functions are not compiled).
+QUERY_SETTINGS = (('work_mem', '64MB'), ('enable_sort', 'off'), ('jit', 'off'))
 
 
 class Side:
