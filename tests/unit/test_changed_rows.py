@@ -164,3 +164,15 @@ def test_a_target_row_without_a_key_fails_the_comparison():
 ])
 def test_usable_since(since, next_xid, usable):
     assert usable_since(since, next_xid) is usable
+
+
+def test_rows_of_one_hash_are_told_from_the_sums():
+    from ansible_collections.icds.citus_migration.plugins.module_utils.validate.changed_rows import _one_hash
+    h = -(1 << 62) + 12345
+    assert _one_hash(1, h) == (1, h)  # one target row too many
+    assert _one_hash(-1, -h) == (-1, h)  # one source row too few
+    assert _one_hash(3, 3 * h) == (3, h)  # three equal rows (a table without a key)
+    assert _one_hash(-2, -2 * h) == (-2, h)
+    assert _one_hash(2, h + 7) == (None, 0)  # two rows of different hashes
+    assert _one_hash(0, h) == (None, 0)  # as many rows, other hashes: not one hash
+    assert _one_hash(1, 1 << 64) == (None, 0)  # beyond a 64-bit hash: not one row's

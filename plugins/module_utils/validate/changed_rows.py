@@ -296,18 +296,27 @@ def compare_by_changes(src: Side, tgt: Side, scope: Scope, bounds: Sequence[str]
 Physical = Tuple[int, str, int]  # (tableoid, ctid, row hash), as segment_checksum.physical_rows
 
 
+def _one_hash(count: int, total: int) -> Tuple[Optional[int], int]:
+    """(k, h) when ``count`` rows (k, negative: too few) of one hash h sum to ``total``,
+    else (None, 0)."""
+    if count == 0 or total % count:
+        return None, 0
+    h = total // count
+    return (count, h) if -(1 << 63) <= h < (1 << 63) else (None, 0)
+
+
 def _physical_query(side: Side, scope: Scope, which: str, mask: int, buckets: Sequence[int],
-                    hashes: Sequence[int] = ()):
-    """(bucket, tableoid, ctid, row hash) of every row in ``buckets``, and of one row per
-    hash in ``hashes``."""
+                    hashes: Sequence[int] = (), per_hash: int = 1):
+    """(bucket, tableoid, ctid, row hash) of every row in ``buckets``, and of up to
+    ``per_hash`` rows per hash in ``hashes``."""
     table, only, fixed = _side_args(scope, which)
     rh = row_hash(scope.columns, scope.hash_mode)
     rows = sql.SQL('SELECT {rh} & {m} AS b, tableoid::int8 AS o, ctid AS c, {rh} AS h FROM {rel}{where}').format(
         rh=rh, m=sql.Literal(mask), rel=_relation(side.schema, table, only), where=_where([fixed]))
     return sql.SQL('SELECT b, o, c::text, h FROM (SELECT *, row_number() OVER (PARTITION BY h) AS n '
                    'FROM ({rows} OFFSET 0) AS icds_rows WHERE b = ANY({b}::int8[]) OR h = ANY({h}::int8[])) '
-                   'AS icds_wanted WHERE b = ANY({b}::int8[]) OR n = 1').format(
-        rows=rows, b=sql.Literal(list(buckets)), h=sql.Literal(list(hashes)))
+                   'AS icds_wanted WHERE b = ANY({b}::int8[]) OR n <= {k}').format(
+        rows=rows, b=sql.Literal(list(buckets)), h=sql.Literal(list(hashes)), k=sql.Literal(per_hash))
 
 
 def keyless_changes(src: Side, tgt: Side, scope: Scope, since: int, fine: int,
@@ -353,31 +362,34 @@ def keyless_changes(src: Side, tgt: Side, scope: Scope, since: int, fine: int,
     if not flagged:
         return drift, [], []
     copy: List[Physical] = []
-    extra: Dict[int, int] = {}  # bucket -> the hash of its one target row too many
+    extra: Dict[int, Tuple[int, int]] = {}  # bucket -> (hash, k): k target rows of that hash too many
     unresolved = []
     for b in flagged:
         sn, sk = s_sums.get(b, (0, 0))
         tn, tk = t_sums.get(b, (0, 0))
-        told = [r for r in changed.get(b, ()) if r[2] == sk - tk] if tn - sn == -1 else []
-        if told:
-            copy.append(told[0])  # one source row too few: the changed one with the missing hash
-        elif tn - sn == 1 and -(1 << 63) <= tk - sk < (1 << 63):  # else not one row's hash
-            extra[b] = tk - sk
+        k, h = _one_hash(tn - sn, tk - sk)
+        told = [r for r in changed.get(b, ()) if r[2] == h] if k is not None and k < 0 else []
+        if told and len(told) >= -k:
+            copy += told[:-k]  # rows too few: changed source rows of the missing hash
+        elif k is not None and k > 0:
+            extra[b] = (h, k)
         else:
             unresolved.append(b)
     target: Dict[int, List[Physical]] = {}
     if extra or unresolved:
-        # of a bucket one row too many, one row of the hash it is too many of (a table without
-        # a key may hold many equal rows: any of them will do); of the others, every row
-        query = _physical_query(tgt, scope, 'target', mask, buckets=unresolved, hashes=sorted(set(extra.values())))
+        # of a bucket k rows too many of one hash, k rows of that hash (a table without a key
+        # may hold many equal rows: any of them will do); of the others, every row
+        query = _physical_query(tgt, scope, 'target', mask, buckets=unresolved,
+                                hashes=sorted({h for h, _k in extra.values()}),
+                                per_hash=max([k for _h, k in extra.values()] or [1]))
         for b, oid, ctid, h in tgt.fetch(query, text=text):
             target.setdefault(b, []).append((int(oid), ctid, int(h)))
     delete: List[Physical] = []
-    refetch = []  # a bucket one row too many with no target row of that hash: off by more
-    for b, h in extra.items():
+    refetch = []  # a bucket too many rows with too few target rows of that hash: off by more
+    for b, (h, k) in extra.items():
         told = [r for r in target.get(b, ()) if r[2] == h]
-        if told:
-            delete.append(told[0])
+        if len(told) >= k:
+            delete += told[:k]
         else:
             refetch.append(b)
             target.pop(b, None)
