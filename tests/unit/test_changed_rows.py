@@ -173,6 +173,9 @@ def test_rows_of_one_hash_are_told_from_the_sums():
     assert _one_hash(-1, -h) == (-1, h)  # one source row too few
     assert _one_hash(3, 3 * h) == (3, h)  # three equal rows (a table without a key)
     assert _one_hash(-2, -2 * h) == (-2, h)
-    assert _one_hash(2, h + 7) == (None, 0)  # two rows of different hashes
+    assert _one_hash(2, 2 * h + 1) == (None, 0)  # two rows, not of one hash
+    # two rows of other hashes can sum like two of one: the caller then finds no target row
+    # of that hash and reads the whole bucket
+    assert _one_hash(2, h + (h + 2)) == (2, h + 1)
     assert _one_hash(0, h) == (None, 0)  # as many rows, other hashes: not one hash
     assert _one_hash(1, 1 << 64) == (None, 0)  # beyond a 64-bit hash: not one row's
