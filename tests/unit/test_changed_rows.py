@@ -24,7 +24,7 @@ def _sums(*key_hashes):
 
 
 def _changed(comparer):
-    """The changed source rows of bucket B, as settle hands them to _bucket."""
+    """The changed source rows of bucket B, as settle hands them to _settle_bucket."""
     return {k: (kh, rh) for k, (b, kh, rh) in comparer.source.rows.items() if b == B}
 
 
@@ -34,14 +34,14 @@ OLD = {('1',): (101, 9001), ('2',): (202, 9002), ('3',): (303, 9003)}
 
 def test_sums_that_add_up_leave_nothing_extra():
     comparer = _comparer(_sums(101, 202, 303))
-    outcome, left = comparer._bucket(B, {}, dict(OLD))
+    outcome, left = comparer._settle_bucket(B, {}, dict(OLD))
     assert left is None
     assert (outcome.changed, outcome.missing, outcome.extra) == (set(), set(), set())
 
 
 def test_one_deleted_key_is_told_by_its_hash():
     comparer = _comparer(_sums(101, 303))  # the source deleted key 2
-    outcome, left = comparer._bucket(B, {}, dict(OLD))
+    outcome, left = comparer._settle_bucket(B, {}, dict(OLD))
     assert left is None  # no look-up on the source
     assert outcome.extra == {('2',)}
     assert not outcome.changed and not outcome.missing
@@ -49,7 +49,7 @@ def test_one_deleted_key_is_told_by_its_hash():
 
 def test_two_deleted_keys_are_left_for_the_look_up():
     comparer = _comparer(_sums(101))  # the source deleted keys 2 and 3
-    outcome, left = comparer._bucket(B, {}, dict(OLD))
+    outcome, left = comparer._settle_bucket(B, {}, dict(OLD))
     # every target key not changed on the source, with its key hash: the caller looks them up
     assert left == {('1',): 101, ('2',): 202, ('3',): 303}
     assert not outcome.extra and not outcome.changed and not outcome.missing
@@ -59,7 +59,7 @@ def test_one_deleted_key_whose_hash_two_keys_share_is_left_for_the_look_up():
     target = dict(OLD)
     target[('4',)] = (202, 9004)  # key 4's hash equals key 2's: not told apart
     comparer = _comparer(_sums(101, 303, 202))  # one of 2 and 4 deleted
-    outcome, left = comparer._bucket(B, {}, target)
+    outcome, left = comparer._settle_bucket(B, {}, target)
     assert left == {('1',): 101, ('2',): 202, ('3',): 303, ('4',): 202}
     assert not outcome.extra
 
@@ -67,7 +67,7 @@ def test_one_deleted_key_whose_hash_two_keys_share_is_left_for_the_look_up():
 def test_a_changed_row_that_differs_on_the_target_is_changed():
     rows = {('2',): (B, 202, 7777)}  # key 2 updated on the source: a new row hash
     comparer = _comparer(_sums(101, 202, 303), rows)
-    outcome, left = comparer._bucket(B, _changed(comparer), dict(OLD))
+    outcome, left = comparer._settle_bucket(B, _changed(comparer), dict(OLD))
     assert left is None
     assert outcome.changed == {('2',)}
     assert not outcome.missing and not outcome.extra
@@ -76,7 +76,7 @@ def test_a_changed_row_that_differs_on_the_target_is_changed():
 def test_a_changed_row_the_target_already_holds_is_not_changed():
     rows = {('2',): (B, 202, 9002)}  # rewritten on the source with the same values (or mirrored)
     comparer = _comparer(_sums(101, 202, 303), rows)
-    outcome, left = comparer._bucket(B, _changed(comparer), dict(OLD))
+    outcome, left = comparer._settle_bucket(B, _changed(comparer), dict(OLD))
     assert left is None
     assert (outcome.changed, outcome.missing, outcome.extra) == (set(), set(), set())
 
@@ -84,7 +84,7 @@ def test_a_changed_row_the_target_already_holds_is_not_changed():
 def test_a_changed_row_missing_on_the_target_is_missing():
     rows = {('9',): (B, 909, 9009)}  # inserted on the source since the copy
     comparer = _comparer(_sums(101, 202, 303, 909), rows)
-    outcome, left = comparer._bucket(B, _changed(comparer), dict(OLD))
+    outcome, left = comparer._settle_bucket(B, _changed(comparer), dict(OLD))
     assert left is None
     assert outcome.missing == {('9',)}
     assert not outcome.changed and not outcome.extra
@@ -93,7 +93,7 @@ def test_a_changed_row_missing_on_the_target_is_missing():
 def test_inserted_changed_and_one_deleted_in_one_bucket():
     rows = {('9',): (B, 909, 9009), ('1',): (B, 101, 5555)}
     comparer = _comparer(_sums(101, 303, 909), rows)  # 1 changed, 2 deleted, 9 inserted
-    outcome, left = comparer._bucket(B, _changed(comparer), dict(OLD))
+    outcome, left = comparer._settle_bucket(B, _changed(comparer), dict(OLD))
     assert left is None
     assert (outcome.changed, outcome.missing, outcome.extra) == ({('1',)}, {('9',)}, {('2',)})
 
@@ -102,7 +102,7 @@ def test_a_key_the_target_holds_twice_leaves_the_bucket_row_by_row():
     target = dict(OLD)
     target[('3',)] = (303, DUPLICATE)  # as _pairs records a key read twice
     comparer = _comparer(_sums(101, 202, 303))
-    outcome, left = comparer._bucket(B, {}, target)
+    outcome, left = comparer._settle_bucket(B, {}, target)
     assert left == {}  # not None: the bucket goes to the look-up, which sends it row by row
     assert not outcome.extra
 
@@ -112,7 +112,7 @@ def test_a_changed_key_the_target_holds_twice_is_changed_and_row_by_row():
     target[('2',)] = (202, DUPLICATE)
     rows = {('2',): (B, 202, 7777)}
     comparer = _comparer(_sums(101, 202, 303), rows)
-    outcome, left = comparer._bucket(B, _changed(comparer), target)
+    outcome, left = comparer._settle_bucket(B, _changed(comparer), target)
     assert left == {}
     assert outcome.changed == {('2',)}
 
@@ -120,7 +120,7 @@ def test_a_changed_key_the_target_holds_twice_is_changed_and_row_by_row():
 def test_a_lost_old_row_does_not_add_up():
     target = {k: v for k, v in OLD.items() if k != ('2',)}  # the target lost key 2
     comparer = _comparer(_sums(101, 202, 303))
-    outcome, left = comparer._bucket(B, {}, target)
+    outcome, left = comparer._settle_bucket(B, {}, target)
     assert left == {('1',): 101, ('3',): 303}  # looked up; they are all on the source: row by row
     assert not outcome.extra and not outcome.missing
 

@@ -246,7 +246,8 @@ class Catchup:
         # per source table, the copy snapshot xmin its rows are compared against (only the
         # rows changed since are compared by value: validate.changed_rows); absent: all rows
         self.since: Dict[str, int] = {}
-        self._horizons: Dict[int, int] = {}  # manifest row id -> source xmin before its comparison
+        # the source's snapshot xmin before any comparison of this run (see _advance)
+        self.horizon: Optional[int] = None
         self.ledger_has_xmin = False  # the ledger records copy snapshots (read_split_plans)
         self.warnings: List[str] = []
         self.by_changes = not options.compare_all_rows
@@ -296,9 +297,10 @@ class Catchup:
 
     def _advance(self, results) -> None:
         """Record, for every table now equal to the source, the xmin of a source snapshot
-        taken before its comparison: every source row older than that was compared (or is
-        unchanged since the copy) and is on the target, so the next catch-up compares only
-        what changed after it (validate.changed_rows). A table of this run compared by every
+        taken before the run compared anything (``horizon``, read by read_split_plans): every
+        source row older than that was compared (or is unchanged since the copy) and is on the
+        target, so the next catch-up compares only what changed after it
+        (validate.changed_rows). A table of this run compared by every
         row's values (no recorded snapshot yet) gets one too, so a ledger from an earlier
         version stops costing full comparisons.
 
@@ -306,9 +308,8 @@ class Catchup:
         results = list(results)
         if not any(r.status in ('repaired', 'recopied') for r in results):
             return
-        horizons = {r.source_table: self._horizons[r.id] for r in results
-                    if r.status in ('equal', 'repaired') and r.id in self._horizons}
-        if not horizons or not self.ledger_has_xmin:
+        horizons = {r.source_table: self.horizon for r in results if r.status in ('equal', 'repaired')}
+        if not horizons or self.horizon is None or not self.ledger_has_xmin:
             return
         try:
             conn = connect(self.target, 'target')
@@ -407,15 +408,6 @@ class Catchup:
         return (scope.target_table not in self.citus_tables
                 and max(drift.source_rows, drift.target_rows) <= KEYLESS_ROWS)
 
-    def _horizon(self, items: Sequence[CatchupItem], src_conn) -> None:
-        """Note the source's snapshot xmin now, before these items are compared (see _advance)."""
-        if self.by_changes and not self.dry_run:
-            xmin = snapshot_xmin(src_conn)
-            src_conn.rollback()
-            with self._lock:
-                for item in items:
-                    self._horizons[item.recopy.row.id] = xmin
-
     def _keyless_by_changes(self, scope: Scope) -> bool:
         """A keyless table compared by changes: its copy snapshot is known and its target rows
         can be repaired row by row (a plain table, small enough: see _rows_repairable)."""
@@ -444,7 +436,6 @@ class Catchup:
         scopes = [i.scope for i in items]
         for sc in scopes:
             sc.rows = self.estimates.get(sc.source_table, (0, 0))[0]
-        self._horizon(items, src2)
         bounds = [self._bounds(side_src, sc) if sc.key else [] for sc in scopes]
         if all(sc.key and sc.source_table in self.since for sc in scopes) \
                 and len({sc.key_columns for sc in scopes}) == 1:
@@ -547,8 +538,6 @@ class Catchup:
                                  item.recopy.target_settings),
                             scope)
         result.compared = 'whole' if scope.key is None else 'rows'
-        if first is None:
-            self._horizon([item], comparer.src.conn)
         keyless = None  # (rows to copy, rows to delete) of a keyless table compared by changes
         if scope.key is None and first is None and self._keyless_by_changes(scope):
             result.compared = 'changes'
@@ -647,6 +636,9 @@ def read_split_plans(catchup: Catchup, src_conn, tgt_conn, items: Sequence[Catch
             xmins = ledger.source_xmins(cur, catchup.options.ledger_schema, catchup.source_id, names)
             horizon = next_xid(src_conn) if xmins else 0
             catchup.since = {t: x for t, x in xmins.items() if usable_since(x, horizon)}
+        if catchup.by_changes and not catchup.dry_run and catchup.ledger_has_xmin:
+            catchup.horizon = snapshot_xmin(src_conn)
+            src_conn.rollback()
         if catchup.target_citus:
             cur.execute('SELECT c.relname FROM pg_dist_partition p JOIN pg_catalog.pg_class c ON c.oid = p.logicalrelid '
                         'JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s',

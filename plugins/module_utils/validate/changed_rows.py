@@ -45,8 +45,8 @@ except ImportError:  # pragma: no cover - modules report the missing library
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import (
     KeyRange, ranges_from_bounds)
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
-    DUPLICATE, FAMILY_STRIDE, RangeDiff, Scope, Side, SideQueryFailed, TableDrift, _bucket, _family_bucket,
-    _relation, _side_args, _where, bucket_sums, diff_rows, key_match, multiset_diff, needs_text, row_hash,
+    DUPLICATE, FAMILY_STRIDE, RangeDiff, Scope, Side, SideQueryFailed, TableDrift, bucket_expr, family_bucket_expr,
+    relation, side_args, where_clause, bucket_sums, diff_rows, key_match, multiset_diff, needs_text, row_hash,
     row_hashes)
 
 XID_HORIZON = 1 << 30  # transactions since the copy beyond which every row is compared
@@ -89,17 +89,17 @@ def source_changes(side: Side, scope: Scope, bounds: Sequence[str], since: int) 
     and 2): count and key hash sum per bucket, then the rows changed since ``since``. Two
     scans in one statement: aggregating the changed rows into arrays per bucket would give
     every bucket an array state, which the hash aggregate spills to disk."""
-    table, only, fixed = _side_args(scope, 'source')
-    bucket = _bucket(scope, bounds, True)
+    table, only, fixed = side_args(scope, 'source')
+    bucket = bucket_expr(scope, bounds, True)
     kh = row_hash(scope.key_columns, scope.hash_mode)
-    rel, where = _relation(side.schema, table, only), _where([fixed])
+    rel, where = relation(side.schema, table, only), where_clause([fixed])
     nulls = sql.SQL(', ').join([sql.SQL('NULL::int8'), sql.SQL('NULL::int8')]
                                + [sql.SQL('NULL::text') for dummy in scope.key_columns])
     keys = sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in scope.key_columns)
     query = sql.SQL('SELECT {b}, count(*), COALESCE(sum({kh}), 0)::text, {nulls} FROM {rel}{where} GROUP BY 1 '
                     'UNION ALL SELECT {b}, NULL, NULL, {kh}, {rh}, {keys} FROM {rel}{changed}').format(
         b=bucket, kh=kh, nulls=nulls, rel=rel, where=where, rh=row_hash(scope.columns, scope.hash_mode),
-        keys=keys, changed=_where([fixed, _changed(since)]))
+        keys=keys, changed=where_clause([fixed, _changed(since)]))
     out = SourceChanges()
     for rec in side.fetch(query, text=needs_text(scope)):
         bucket_no, n, total = rec[:3]
@@ -115,13 +115,13 @@ def source_changes(side: Side, scope: Scope, bounds: Sequence[str], since: int) 
 
 def rows_by_key(side: Side, scope: Scope, which: str, keys: Sequence[Key]) -> Set[Key]:
     """Which of these keys one side holds (by key: an index look-up)."""
-    table, only, fixed = _side_args(scope, which)
+    table, only, fixed = side_args(scope, which)
     names = sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in scope.key_columns)
     out: Set[Key] = set()
     for start in range(0, len(keys), LOOKUP_KEYS):
         query = sql.SQL('SELECT {k} FROM {rel}{where}').format(
-            k=names, rel=_relation(side.schema, table, only),
-            where=_where([fixed, key_match(scope, keys[start:start + LOOKUP_KEYS])]))
+            k=names, rel=relation(side.schema, table, only),
+            where=where_clause([fixed, key_match(scope, keys[start:start + LOOKUP_KEYS])]))
         out.update(tuple(rec) for rec in side.fetch(query, text=needs_text(scope)))
     return out
 
@@ -140,13 +140,13 @@ def _pairs(records, fixed_bucket=None) -> Pairs:
 
 def target_pairs(side: Side, scope: Scope, bounds: Sequence[str], buckets: Sequence[int]) -> Pairs:
     """Key hash and row hash of the target rows in these buckets (one scan)."""
-    table, only, fixed = _side_args(scope, 'target')
-    bucket = _bucket(scope, bounds, True)
+    table, only, fixed = side_args(scope, 'target')
+    bucket = bucket_expr(scope, bounds, True)
     query = sql.SQL('SELECT {b}, {kh}, {rh}, {k} FROM {rel}{where}').format(
         b=bucket, kh=row_hash(scope.key_columns, scope.hash_mode), rh=row_hash(scope.columns, scope.hash_mode),
         k=sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in scope.key_columns),
-        rel=_relation(side.schema, table, only),
-        where=_where([fixed, sql.SQL('{} = ANY({}::int8[])').format(bucket, sql.Literal(list(buckets)))]))
+        rel=relation(side.schema, table, only),
+        where=where_clause([fixed, sql.SQL('{} = ANY({}::int8[])').format(bucket, sql.Literal(list(buckets)))]))
     return _pairs(side.fetch(query, text=needs_text(scope)))
 
 
@@ -155,11 +155,11 @@ def family_pairs(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[
     """Per scope, ``target_pairs`` of its rows in the ``wanted`` global buckets (member i's
     bucket b is i * FAMILY_STRIDE + b), from ONE scan of the shared target table."""
     first = scopes[0]
-    bucket = _family_bucket(scopes, bounds)
+    bucket = family_bucket_expr(scopes, bounds)
     query = sql.SQL('SELECT {b}, {kh}, {rh}, {k} FROM {rel} WHERE {b} = ANY({ids}::int8[])').format(
         b=bucket, kh=row_hash(first.key_columns, first.hash_mode), rh=row_hash(first.columns, first.hash_mode),
         k=sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in first.key_columns),
-        rel=_relation(side.schema, first.target_table, first.target_only), ids=sql.Literal(list(wanted)))
+        rel=relation(side.schema, first.target_table, first.target_only), ids=sql.Literal(list(wanted)))
     out: List[Pairs] = [{} for dummy in scopes]
     for member, pairs in _pairs(side.fetch(query, text=needs_text(first)), lambda b: b).items():
         out[member // FAMILY_STRIDE][member % FAMILY_STRIDE] = pairs
@@ -202,7 +202,7 @@ class ChangeComparer:
         per_bucket: Dict[int, _Outcome] = {}
         unresolved: Dict[int, Dict[Key, int]] = {}  # bucket -> target keys not told apart
         for b in self._flagged:
-            outcome, left = self._bucket(b, changed_by_bucket.get(b, {}), target_rows.get(b, {}))
+            outcome, left = self._settle_bucket(b, changed_by_bucket.get(b, {}), target_rows.get(b, {}))
             per_bucket[b] = outcome
             if left is not None:
                 unresolved[b] = left
@@ -211,7 +211,7 @@ class ChangeComparer:
             self._row_level(anomalies, per_bucket)
         return self._drift(per_bucket)
 
-    def _bucket(self, b: int, changed: Dict[Key, Tuple[int, int]], target: Dict[Key, Tuple[int, int]]):
+    def _settle_bucket(self, b: int, changed: Dict[Key, Tuple[int, int]], target: Dict[Key, Tuple[int, int]]):
         """(outcome, target keys still to tell apart or None) of one flagged bucket."""
         outcome = _Outcome()
         for key, (_kh, rh) in changed.items():
@@ -309,10 +309,10 @@ def _physical_query(side: Side, scope: Scope, which: str, mask: int, buckets: Se
                     hashes: Sequence[int] = (), per_hash: int = 1):
     """(bucket, tableoid, ctid, row hash) of every row in ``buckets``, and of up to
     ``per_hash`` rows per hash in ``hashes``."""
-    table, only, fixed = _side_args(scope, which)
+    table, only, fixed = side_args(scope, which)
     rh = row_hash(scope.columns, scope.hash_mode)
     rows = sql.SQL('SELECT {rh} & {m} AS b, tableoid::int8 AS o, ctid AS c, {rh} AS h FROM {rel}{where}').format(
-        rh=rh, m=sql.Literal(mask), rel=_relation(side.schema, table, only), where=_where([fixed]))
+        rh=rh, m=sql.Literal(mask), rel=relation(side.schema, table, only), where=where_clause([fixed]))
     return sql.SQL('SELECT b, o, c::text, h FROM (SELECT *, row_number() OVER (PARTITION BY h) AS n '
                    'FROM ({rows} OFFSET 0) AS icds_rows WHERE b = ANY({b}::int8[]) OR h = ANY({h}::int8[])) '
                    'AS icds_wanted WHERE b = ANY({b}::int8[]) OR n <= {k}').format(
@@ -332,8 +332,8 @@ def keyless_changes(src: Side, tgt: Side, scope: Scope, since: int, fine: int,
     mask = fine - 1
     rh = row_hash(scope.columns, scope.hash_mode)
     bucket = sql.SQL('({} & {})').format(rh, sql.Literal(mask))
-    table, only, _fixed = _side_args(scope, 'source')
-    rel = _relation(src.schema, table, only)
+    table, only, _fixed = side_args(scope, 'source')
+    rel = relation(src.schema, table, only)
     # the row hash once per row (a subquery the planner keeps: OFFSET 0), not once for the
     # bucket and again for the sum
     source_query = sql.SQL('SELECT h & {m}, count(*), COALESCE(sum(h), 0)::text, NULL::int8, NULL::text, NULL::int8 '
@@ -341,10 +341,10 @@ def keyless_changes(src: Side, tgt: Side, scope: Scope, since: int, fine: int,
                            'UNION ALL SELECT {b}, NULL, NULL, tableoid::int8, ctid::text, {rh} '
                            'FROM {rel} WHERE {ch}').format(m=sql.Literal(mask), b=bucket, rh=rh, rel=rel,
                                                          ch=_changed(since))
-    t_table, t_only, t_fixed = _side_args(scope, 'target')
+    t_table, t_only, t_fixed = side_args(scope, 'target')
     target_query = sql.SQL('SELECT h & {m}, count(*), COALESCE(sum(h), 0)::text FROM (SELECT {rh} AS h '
                            'FROM {rel}{where} OFFSET 0) AS icds_rows GROUP BY 1').format(
-        m=sql.Literal(mask), rh=rh, rel=_relation(tgt.schema, t_table, t_only), where=_where([t_fixed]))
+        m=sql.Literal(mask), rh=rh, rel=relation(tgt.schema, t_table, t_only), where=where_clause([t_fixed]))
     text = needs_text(scope)
     s_rows, t_rows = both(lambda: src.fetch(source_query, text=text), lambda: tgt.fetch(target_query, text=text))
     s_sums: Dict[int, Tuple[int, int]] = {}

@@ -236,7 +236,7 @@ def both(source_fn: Callable[[], object], target_fn: Callable[[], object]) -> Tu
 
 # -- SQL pieces ---------------------------------------------------------------------------------
 
-def _relation(schema: str, table: str, only: bool):
+def relation(schema: str, table: str, only: bool):
     return sql.SQL('{}{}.{}').format(sql.SQL('ONLY ') if only else sql.SQL(''),
                                      sql.Identifier(schema), sql.Identifier(table))
 
@@ -254,7 +254,7 @@ def value_hash(scope: Scope, value: str = 'row'):
     return row_hash(scope.columns if value == 'row' else scope.key_columns, scope.hash_mode)
 
 
-def _where(conditions: Sequence[object]):
+def where_clause(conditions: Sequence[object]):
     parts = [c for c in conditions if c is not None]
     if not parts:
         return sql.SQL('')
@@ -268,7 +268,7 @@ def key_cast(scope: Scope):
     return sql.SQL(scope.key_type)
 
 
-def _side_args(scope: Scope, side: str):
+def side_args(scope: Scope, side: str):
     """(table, FROM ONLY?, fixed condition) of the scope's rows on one side."""
     if side == 'source':
         return scope.source_table, True, None
@@ -291,7 +291,7 @@ def fine_buckets(rows: int, segments: int) -> int:
     return fine
 
 
-def _bucket(scope: Scope, bounds: Sequence[str], fine: bool = False):
+def bucket_expr(scope: Scope, bounds: Sequence[str], fine: bool = False):
     """The segment number of a row (0 without bounds); ``fine``: segment * scope.fine + a
     hash of the row's key modulo scope.fine, so that a segment's few changed rows are found
     by fetching the rows of the few sub-buckets that differ, not the whole segment."""
@@ -307,10 +307,10 @@ def _bucket(scope: Scope, bounds: Sequence[str], fine: bool = False):
 def bucket_query(side: Side, scope: Scope, which: str, bounds: Sequence[str],
                  within: Optional[KeyRange], fine: bool = False, value: str = 'row'):
     """count and hash sum per width_bucket of the key (0 when there are no bounds)."""
-    table, only, fixed = _side_args(scope, which)
+    table, only, fixed = side_args(scope, which)
     query = sql.SQL('SELECT {b}, count(*), COALESCE(sum({h}), 0)::text FROM {rel}{where} GROUP BY 1').format(
-        b=_bucket(scope, bounds, fine), h=value_hash(scope, value), rel=_relation(side.schema, table, only),
-        where=_where([fixed, within.predicate() if within is not None else None]))
+        b=bucket_expr(scope, bounds, fine), h=value_hash(scope, value), rel=relation(side.schema, table, only),
+        where=where_clause([fixed, within.predicate() if within is not None else None]))
     return query
 
 
@@ -327,17 +327,17 @@ def row_hashes(side: Side, scope: Scope, which: str, span: KeyRange,
     """width bucket -> key (every key column as text) -> row hash (``value``: see
     value_hash), for the rows in ``span`` (bucket 0 without bounds); only the rows of
     ``only_buckets`` when given."""
-    table, only, fixed = _side_args(scope, which)
+    table, only, fixed = side_args(scope, which)
     conditions = [fixed, span.predicate()]
     if only_buckets is not None:
         # int8[]: bigint = ANY(int4[]) is a cross-type operator, which PostgreSQL does not
         # hash: every row would be compared with each wanted bucket in turn
         conditions.append(sql.SQL('{} = ANY({}::int8[])').format(
-            _bucket(scope, bounds, fine), sql.Literal(list(only_buckets))))
+            bucket_expr(scope, bounds, fine), sql.Literal(list(only_buckets))))
     keys = sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in scope.key_columns)
     query = sql.SQL('SELECT {b}, {h}, {k} FROM {rel}{where}').format(
-        b=_bucket(scope, bounds, fine), k=keys, h=value_hash(scope, value),
-        rel=_relation(side.schema, table, only), where=_where(conditions))
+        b=bucket_expr(scope, bounds, fine), k=keys, h=value_hash(scope, value),
+        rel=relation(side.schema, table, only), where=where_clause(conditions))
     out: Dict[int, Dict[Tuple[str, ...], int]] = {}
     for rec in side.fetch(query, text=needs_text(scope)):
         key = tuple(rec[2:])
@@ -437,7 +437,7 @@ def sub_bounds(side: Side, scope: Scope, within: KeyRange, parts: int) -> List[s
     query = sql.SQL('SELECT (percentile_disc({}::float8[]) WITHIN GROUP (ORDER BY {}))::text[] '
                     'FROM ONLY {}.{}{}').format(
         sql.Literal(fractions), sql.Identifier(scope.key), sql.Identifier(side.schema),
-        sql.Identifier(scope.source_table), _where([within.predicate()]))
+        sql.Identifier(scope.source_table), where_clause([within.predicate()]))
     values = side.fetch(query, text=True)[0][0] or []
     out: List[str] = []
     for value in values:
@@ -497,8 +497,8 @@ def family_sums(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[s
     All scopes share the target table, ``target_only`` and the compared columns."""
     first = scopes[0]
     query = sql.SQL('SELECT {b}, count(*), COALESCE(sum({h}), 0)::text FROM {rel} GROUP BY 1').format(
-        b=_family_bucket(scopes, bounds), h=value_hash(first, value),
-        rel=_relation(side.schema, first.target_table, first.target_only))
+        b=family_bucket_expr(scopes, bounds), h=value_hash(first, value),
+        rel=relation(side.schema, first.target_table, first.target_only))
     out: List[Dict[Optional[int], Tuple[int, int]]] = [{} for dummy in scopes]
     for bucket, n, total in side.fetch(query, text=needs_text(first)):
         if bucket is not None:  # rows of no compared slice (a sibling not compared now)
@@ -506,7 +506,7 @@ def family_sums(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[s
     return out
 
 
-def _family_bucket(scopes: Sequence[Scope], bounds: Sequence[Sequence[str]]):
+def family_bucket_expr(scopes: Sequence[Scope], bounds: Sequence[Sequence[str]]):
     """CASE giving each row its member's global fine bucket (NULL: no compared slice).
 
     The branches are tried per row in order (the slices do not overlap, so any order gives
@@ -516,7 +516,7 @@ def _family_bucket(scopes: Sequence[Scope], bounds: Sequence[Sequence[str]]):
     branches = []
     for i in sorted(range(len(scopes)), key=lambda k: -scopes[k].rows):
         scope, cuts = scopes[i], bounds[i]
-        bucket = _bucket(scope, cuts, fine=True) if scope.key else sql.SQL('0')
+        bucket = bucket_expr(scope, cuts, fine=True) if scope.key else sql.SQL('0')
         # the predicate is a CHECK expression from the source catalog (columns only), as in compare
         branches.append(sql.SQL('WHEN ({}) THEN {} + {}').format(
             sql.SQL(scope.predicate), sql.Literal(i * FAMILY_STRIDE), bucket))
@@ -528,12 +528,12 @@ def family_rows(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[s
     """Per scope, fine bucket -> key -> row hash of its target rows in the ``wanted`` global
     fine buckets, from ONE scan of the shared target table. The scopes share their key columns."""
     first = scopes[0]
-    bucket = _family_bucket(scopes, bounds)
+    bucket = family_bucket_expr(scopes, bounds)
     keys = sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in first.key_columns)
     where = sql.SQL('{} = ANY({}::int8[])').format(bucket, sql.Literal(list(wanted)))
     query = sql.SQL('SELECT {b}, {h}, {k} FROM {rel} WHERE {w}').format(
         b=bucket, h=value_hash(first, value), k=keys,
-        rel=_relation(side.schema, first.target_table, first.target_only), w=where)
+        rel=relation(side.schema, first.target_table, first.target_only), w=where)
     out: List[Dict[int, Dict[Tuple[str, ...], int]]] = [{} for dummy in scopes]
     for rec in side.fetch(query, text=needs_text(first)):
         key = tuple(rec[2:])
@@ -552,10 +552,10 @@ def differing_buckets(source: Dict[Optional[int], Tuple[int, int]],
 
 def physical_rows(side: Side, scope: Scope, which: str) -> List[Tuple[int, str, int]]:
     """(tableoid, ctid, row hash) of every row of a keyless scope on one side."""
-    table, only, fixed = _side_args(scope, which)
+    table, only, fixed = side_args(scope, which)
     query = sql.SQL('SELECT tableoid::int8, ctid::text, {h} FROM {rel}{where}').format(
-        h=row_hash(scope.columns, scope.hash_mode), rel=_relation(side.schema, table, only),
-        where=_where([fixed]))
+        h=row_hash(scope.columns, scope.hash_mode), rel=relation(side.schema, table, only),
+        where=where_clause([fixed]))
     return [(int(o), c, int(h)) for o, c, h in side.fetch(query, text=needs_text(scope))]
 
 
