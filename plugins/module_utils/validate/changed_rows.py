@@ -339,8 +339,8 @@ def keyless_changes(src: Side, tgt: Side, scope: Scope, since: int, fine: int,
     source_query = sql.SQL('SELECT h & {m}, count(*), COALESCE(sum(h), 0)::text, NULL::int8, NULL::text, NULL::int8 '
                            'FROM (SELECT {rh} AS h FROM {rel} OFFSET 0) AS icds_rows GROUP BY 1 '
                            'UNION ALL SELECT {b}, NULL, NULL, tableoid::int8, ctid::text, {rh} '
-                           'FROM {rel} WHERE {ch}').format(m=sql.Literal(mask), b=bucket, rh=rh, rel=rel,
-                                                         ch=_changed(since))
+                           'FROM {rel} WHERE {ch}').format(
+        m=sql.Literal(mask), b=bucket, rh=rh, rel=rel, ch=_changed(since))
     t_table, t_only, t_fixed = side_args(scope, 'target')
     target_query = sql.SQL('SELECT h & {m}, count(*), COALESCE(sum(h), 0)::text FROM (SELECT {rh} AS h '
                            'FROM {rel}{where} OFFSET 0) AS icds_rows GROUP BY 1').format(
