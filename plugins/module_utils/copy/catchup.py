@@ -20,13 +20,13 @@ __metaclass__ = type
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
 
 try:
     import psycopg2
 except ImportError:  # pragma: no cover - modules report the missing library
     psycopg2 = None
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
 
 from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import (
     MigrationError)
@@ -300,9 +300,9 @@ class Catchup:
         taken before the run compared anything (``horizon``, read by read_split_plans): every
         source row older than that was compared (or is unchanged since the copy) and is on the
         target, so the next catch-up compares only what changed after it
-        (validate.changed_rows). A table of this run compared by every
-        row's values (no recorded snapshot yet) gets one too, so a ledger from an earlier
-        version stops costing full comparisons.
+        (validate.changed_rows). A table this run compared by every row's values (no
+        recorded snapshot yet) gets one too, so a ledger from an earlier version stops
+        costing full comparisons.
 
         Only by a catch-up that repaired something: one that found nothing writes nothing."""
         results = list(results)
