@@ -129,11 +129,13 @@ def rows_by_key(side: Side, scope: Scope, which: str, keys: Sequence[Key]) -> Se
 Pairs = Dict[int, Dict[Key, Tuple[int, int]]]  # bucket -> key -> (key hash, row hash)
 
 
-def _pairs(records, fixed_bucket=None) -> Pairs:
+def _pairs(records) -> Pairs:
+    """Records (bucket, key hash, row hash, key columns...) by bucket and key; a key held
+    twice gets DUPLICATE as its row hash."""
     out: Pairs = {}
     for rec in records:
         key = tuple(rec[3:])
-        rows = out.setdefault(rec[0] if fixed_bucket is None else fixed_bucket(rec[0]), {})
+        rows = out.setdefault(rec[0], {})
         rows[key] = (int(rec[1]), DUPLICATE if key in rows else int(rec[2]))
     return out
 
@@ -161,7 +163,7 @@ def family_pairs(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[
         k=sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in first.key_columns),
         rel=relation(side.schema, first.target_table, first.target_only), ids=sql.Literal(list(wanted)))
     out: List[Pairs] = [{} for dummy in scopes]
-    for member, pairs in _pairs(side.fetch(query, text=needs_text(first)), lambda b: b).items():
+    for member, pairs in _pairs(side.fetch(query, text=needs_text(first))).items():
         out[member // FAMILY_STRIDE][member % FAMILY_STRIDE] = pairs
     return out
 
