@@ -60,15 +60,11 @@ def _check_compared_by_changes(dbs, manifest):
     assert all(again[t]['status'] == 'equal' for t in ch.leaf_tables()), again
 
 
-def test_every_keyed_table_is_compared_by_changes(dbs, tmp_path):
-    manifest = ch.load(dbs, str(tmp_path / 'm.db'))
+@pytest.mark.parametrize('target', ['plain', pytest.param('citus', marks=pytest.mark.citus)])
+def test_every_keyed_table_is_compared_by_changes(target, request, tmp_path):
+    dbs = request.getfixturevalue('citus_dbs' if target == 'citus' else 'dbs')
+    manifest = ch.load(dbs, str(tmp_path / 'm.db'), citus=target == 'citus')
     _check_compared_by_changes(dbs, manifest)
-
-
-@pytest.mark.citus
-def test_every_keyed_table_is_compared_by_changes_into_citus(citus_dbs, tmp_path):
-    manifest = ch.load(citus_dbs, str(tmp_path / 'm.db'), citus=True)
-    _check_compared_by_changes(citus_dbs, manifest)
 
 
 def test_several_deleted_rows_in_one_bucket(dbs, tmp_path):
