@@ -48,8 +48,8 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.validate impo
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
     FAMILY_STRIDE, ROW_BATCH_ROWS, Comparer, Scope, Side, TableDrift, both, bucket_sums, differing_buckets,
     family_rows, fine_buckets, family_sums, hashable_types, multiset_diff, physical_rows, planned_bounds, row_hashes,
-    stored_bounds, usable_keys)
-from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import KeyRange
+    stored_bounds)
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import KeyRange, usable_keys
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.changed_rows import (
     ChangeComparer, compare_by_changes, family_pairs, keyless_changes, next_xid, source_changes, usable_since)
 

@@ -24,7 +24,7 @@ __metaclass__ = type
 
 import json
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 try:
     from psycopg2 import sql
@@ -93,33 +93,56 @@ def ranges_from_bounds(column: str, bounds: Sequence[str]) -> List[KeyRange]:
     return [KeyRange(column, lo, hi) for lo, hi in zip(edges, edges[1:])]
 
 
-_KEY_SQL = """
-SELECT i.indisprimary, a.attname, t.typname, bt.typname,
-       (SELECT bool_and(ka.attnotnull) FROM pg_catalog.pg_attribute ka
-         WHERE ka.attrelid = i.indrelid AND ka.attnum = ANY(i.indkey::int2[]))
+_KEYS_SQL = """
+SELECT c.relname, array_agg(a.attname::text ORDER BY k.n) FILTER (WHERE k.n <= i.indnkeyatts),
+       array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY k.n) FILTER (WHERE k.n <= i.indnkeyatts),
+       bool_and(a.attnotnull), (array_agg(t.typname::text ORDER BY k.n))[1],
+       (array_agg(bt.typname::text ORDER BY k.n))[1]
 FROM pg_catalog.pg_index i
-JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
+JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace
+CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)
+JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
 JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_catalog.pg_type bt ON bt.oid = t.typbasetype AND t.typtype = 'd'
-WHERE i.indrelid = to_regclass(%s) AND i.indisunique AND i.indisvalid AND i.indimmediate
-  AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indkey[0] <> 0
-ORDER BY i.indisprimary DESC, i.indnatts, i.indexrelid
+WHERE ns.nspname = %s AND c.relname = ANY(%s) AND i.indisunique AND i.indisvalid
+  AND i.indimmediate AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indkey[0] <> 0
+GROUP BY c.relname, i.indexrelid, i.indisprimary, i.indnatts
+ORDER BY c.relname, i.indisprimary DESC, i.indnatts, i.indexrelid
 """
 
 
-def usable_key(cur, schema: str, table: str) -> Optional[Tuple[str, str]]:
-    """(leading column, its type name) of the table's primary key, else of a unique index
-    whose columns are all NOT NULL, when that column's type supports range splits; None
-    when the table has no such key."""
-    cur.execute(_KEY_SQL, (qualified(cur, schema, table),))
-    for dummy, column, typname, basetype, all_not_null in cur.fetchall():
-        if not all_not_null:
+@dataclass(frozen=True)
+class TableKey:
+    """The key a table is split and compared by, with every one of its columns."""
+
+    column: str  # the leading column
+    type_name: str  # its pg_type name (of the base type for a domain)
+    columns: Tuple[str, ...]
+    types: Tuple[str, ...]  # format_type of each column
+
+
+def usable_keys(cur, schema: str, tables: Sequence[str]) -> Dict[str, TableKey]:
+    """The key of each table whose rows can be told apart and split into ranges by it: its
+    primary key, else the unique index with the fewest columns; every column NOT NULL, the
+    leading one of a type ranges support (SUPPORTED_TYPES, or a domain over one). One query
+    for many tables; a table without such a key is absent."""
+    cur.execute(_KEYS_SQL, (schema, sorted(set(tables))))
+    out: Dict[str, TableKey] = {}
+    for table, names, types, not_null, typname, basetype in cur.fetchall():
+        if table in out or not not_null:
             continue
-        if typname in SUPPORTED_TYPES:
-            return column, typname
-        if basetype in SUPPORTED_TYPES:
-            return column, basetype
-    return None
+        leading = typname if typname in SUPPORTED_TYPES else basetype if basetype in SUPPORTED_TYPES else None
+        if leading is not None:
+            out[table] = TableKey(names[0], leading, tuple(names), tuple(types))
+    return out
+
+
+def usable_key(cur, schema: str, table: str) -> Optional[Tuple[str, str]]:
+    """(leading column, its type name) of the key ``usable_keys`` picks for the table; None
+    when the table has no such key."""
+    key = usable_keys(cur, schema, [table]).get(table)
+    return (key.column, key.type_name) if key is not None else None
 
 
 def qualified(cur, schema: str, table: str) -> str:

@@ -357,49 +357,6 @@ def _put(rows: Dict[Tuple[str, ...], int], key: Tuple[str, ...], value: int) -> 
     rows[key] = DUPLICATE if key in rows else value
 
 
-_KEYS_SQL = """
-SELECT c.relname, array_agg(a.attname::text ORDER BY k.n) FILTER (WHERE k.n <= i.indnkeyatts),
-       array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY k.n) FILTER (WHERE k.n <= i.indnkeyatts),
-       bool_and(a.attnotnull), (array_agg(t.typname::text ORDER BY k.n))[1],
-       (array_agg(bt.typname::text ORDER BY k.n))[1]
-FROM pg_catalog.pg_index i
-JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
-JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace
-CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)
-JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-LEFT JOIN pg_catalog.pg_type bt ON bt.oid = t.typbasetype AND t.typtype = 'd'
-WHERE ns.nspname = %s AND c.relname = ANY(%s) AND i.indisunique AND i.indisvalid
-  AND i.indimmediate AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indkey[0] <> 0
-GROUP BY c.relname, i.indexrelid, i.indisprimary, i.indnatts
-ORDER BY c.relname, i.indisprimary DESC, i.indnatts, i.indexrelid
-"""
-
-
-@dataclass(frozen=True)
-class TableKey:
-    """The key ``copy.key_ranges.usable_key`` picks, with every one of its columns."""
-
-    column: str  # the leading column
-    type_name: str  # its pg_type name (of the base type for a domain)
-    columns: Tuple[str, ...]
-    types: Tuple[str, ...]  # format_type of each column
-
-
-def usable_keys(cur, schema: str, tables: Sequence[str]) -> Dict[str, TableKey]:
-    """``usable_key`` of many tables in one query (the same choice: primary key first, then
-    the unique index with the fewest columns, all NOT NULL, led by a supported type)."""
-    cur.execute(_KEYS_SQL, (schema, sorted(set(tables))))
-    out: Dict[str, TableKey] = {}
-    for table, names, types, not_null, typname, basetype in cur.fetchall():
-        if table in out or not not_null:
-            continue
-        leading = typname if typname in SUPPORTED_TYPES else basetype if basetype in SUPPORTED_TYPES else None
-        if leading is not None:
-            out[table] = TableKey(names[0], leading, tuple(names), tuple(types))
-    return out
-
-
 def hashable_types(cur, type_names: Sequence[str]) -> set:
     """Which of these types (format_type text) hash_record_extended can hash."""
     ok = set()
