@@ -84,6 +84,17 @@ options:
         write (see docs/runbook.md). In check mode nothing is written.
     type: bool
     default: false
+  compare_all_rows:
+    description:
+      - With O(segments), compare the values of every row (the default, a comparison that
+        finds anything). V(false) compares the values of only the rows the source changed
+        since their copy, and the keys of all (deleted rows), as the catch-up of
+        M(icds.citus_migration.migrate_tables) O(icds.citus_migration.migrate_tables#module:recopy_drifted) does, about half the work; a
+        row changed on the target alone is then not looked for. Tables whose copy did not record
+        its source snapshot are compared row by row either way.
+      - Each entry of RV(tables) says how in C(compared) (changes, rows, whole).
+    type: bool
+    default: true
   parallel:
     description: With O(segments), tables compared (and repaired) at once.
     type: int
@@ -329,7 +340,7 @@ def _segments(module, source, target, result) -> list:
         raise SelectionError('segments needs the manifest (path): it compares manifest rows')
     options = RunOptions(parallel=p['parallel'], source_schema=p['source_schema'],
                          target_schema=p['target_schema'], ledger_schema=p['ledger_schema'],
-                         error_log='', option_style='module', compare_all_rows=True)
+                         error_log='', option_style='module', compare_all_rows=p['compare_all_rows'])
     writes = p['repair'] and not module.check_mode
     run = RecopyRun(p['path'], source, target, options, drifted=True)
     try:
@@ -360,6 +371,7 @@ def main():
         checksums=dict(type='bool', default=False),
         segments=dict(type='bool', default=False),
         repair=dict(type='bool', default=False),
+        compare_all_rows=dict(type='bool', default=True),
         parallel=dict(type='int', default=1),
         ledger_schema=dict(type='str', default='icds_citus_migration'),
         only_migrated=dict(type='bool', default=True),

@@ -308,3 +308,19 @@ def test_a_keyless_table_with_rows_held_twice(dbs, tmp_path):
     assert (got['rows_copied'], got['rows_deleted']) == (1, 1), got
     assert dbs.tgt_sql('SELECT count(*) FROM %s WHERE id IN (11, 2222)' % t).strip() == '3'
     ch.assert_target_equals_source(dbs)
+
+
+def test_compare_tables_compares_by_changes_when_asked(dbs, tmp_path):
+    """compare_tables (segments, repair) compares every row by default; compare_all_rows
+    false is the playbook's catch-up while the mirrors write: by changes, same repairs."""
+    from tests.module_runner import run_module
+    manifest = ch.load(dbs, str(tmp_path / 'm.db'))
+    ch.drift_source(dbs)
+    args = dbs.module_args(path=manifest, segments=True)
+    found = run_module('compare_tables', args)
+    assert {t['compared'] for t in found['tables'] if t['status'] != 'skipped'} == {'rows', 'whole'}, found
+    fixed = run_module('compare_tables', dict(args, repair=True, compare_all_rows=False, parallel=2))
+    assert fixed['changed'] is True and not fixed.get('failed'), fixed
+    assert {t['compared'] for t in fixed['tables'] if t['status'] != 'skipped'} == {'changes'}, fixed
+    assert sorted(fixed['repaired']) == sorted(ch.leaf_tables())
+    ch.assert_target_equals_source(dbs)
