@@ -390,7 +390,8 @@ def main():
         **schemas_argument_spec()
     ))
     p = module.params
-    options = run_options(p, 'module')
+    with fail_json_on_error(module, dict(changed=False)):
+        options = run_options(p, 'module')
     source, target = source_target_from_module_options(p)
     if p['recopy'] or p['recopy_drifted']:
         recopy(module, RecopyRun(p['path'], source, target, options, p['recopy'] or [],

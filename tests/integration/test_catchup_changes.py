@@ -324,3 +324,13 @@ def test_compare_tables_compares_by_changes_when_asked(dbs, tmp_path):
     assert {t['compared'] for t in fixed['tables'] if t['status'] != 'skipped'} == {'changes'}, fixed
     assert sorted(fixed['repaired']) == sorted(ch.leaf_tables())
     ch.assert_target_equals_source(dbs)
+
+
+def test_compare_all_rows_without_the_catch_up_is_refused(dbs, tmp_path):
+    from tests.module_runner import run_module
+    manifest = make_old_manifest(str(tmp_path / 'm.db'), ch.manifest_rows())
+    res = run_cli(['migrate', '--yes', '--compare-all-rows'] + cli_conn_args(dbs) + [manifest])
+    assert res.returncode != 0
+    assert '--compare-all-rows applies to the catch-up: add --recopy-drifted, or drop it' in res.stdout + res.stderr
+    out = run_module('migrate_tables', dbs.module_args(path=manifest, compare_all_rows=True))
+    assert out.get('failed') and 'compare_all_rows applies to the catch-up: add recopy_drifted' in out['msg'], out

@@ -9,6 +9,7 @@ __metaclass__ = type
 
 from typing import Any, Dict, Mapping
 
+from ansible_collections.icds.citus_migration.plugins.module_utils.common.errors import SelectionError
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.runner import (
     RunOptions, RunReport)
 
@@ -22,8 +23,12 @@ RUN_OPTION_NAMES = ('parallel', 'stop_on_error', 'retry_errors', 'start_date', '
 def run_options(values: Mapping[str, Any], option_style: str) -> RunOptions:
     """RunOptions from a front's values (``option_style`` 'cli' or 'module': how errors name
     an option). An option the mapping lacks keeps its default."""
-    return RunOptions(option_style=option_style,
-                      **{name: values[name] for name in RUN_OPTION_NAMES if name in values})
+    options = RunOptions(option_style=option_style,
+                         **{name: values[name] for name in RUN_OPTION_NAMES if name in values})
+    if values.get('compare_all_rows') and not values.get('recopy_drifted'):
+        raise SelectionError('%s applies to the catch-up: add %s, or drop it' % (
+            options.label('compare_all_rows'), options.label('recopy_drifted')))
+    return options
 
 
 def empty_result() -> Dict[str, Any]:
