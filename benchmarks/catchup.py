@@ -32,7 +32,8 @@ _TEXT = ('text', 'character varying')
 _NUMBER = ('integer', 'bigint', 'smallint', 'numeric')
 
 
-def _q(conn, text, args=None):
+def q(conn, text, args=None):
+    """Rows of one statement (None when it returns none), committed."""
     with conn.cursor() as cur:
         cur.execute(text, args)
         rows = cur.fetchall() if cur.description else None
@@ -42,7 +43,7 @@ def _q(conn, text, args=None):
 
 def _change_column(conn, table: str):
     """A column to change that is in no primary key or unique index: text (append) or number (+1)."""
-    rows = _q(conn, """
+    rows = q(conn, """
         SELECT a.attname, format_type(a.atttypid, NULL) FROM pg_attribute a
         WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
           AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid
@@ -120,7 +121,7 @@ def compare_big_table(src, tgt, table: str, target: str) -> Dict:
     if table != target:  # a drop-child child: its slice of the parent, by its CHECK
         from ansible_collections.icds.citus_migration.plugins.module_utils.copy.recopy import slice_predicates
         scope.predicate = slice_predicates(src, 'public', [table])[table]
-    citus = bool(_q(tgt, "SELECT 1 FROM pg_extension WHERE extname = 'citus'"))
+    citus = bool(q(tgt, "SELECT 1 FROM pg_extension WHERE extname = 'citus'"))
     side_src, side_tgt = sc.Side(src, 'public', 'source'), sc.Side(tgt, 'public', 'target', citus)
     t0 = time.monotonic()
     bounds = sc.planned_bounds(side_src, scope, rows, nbytes // 8192)
@@ -146,7 +147,7 @@ def compare_big_table(src, tgt, table: str, target: str) -> Dict:
 
 def _source_id(tgt) -> str:
     """The source id the ledger rows of the copy carry (one source in the benchmark)."""
-    return _q(tgt, 'SELECT DISTINCT source_id FROM %s.copy_ledger' % ledger.DEFAULT_LEDGER_SCHEMA)[0][0]
+    return q(tgt, 'SELECT DISTINCT source_id FROM %s.copy_ledger' % ledger.DEFAULT_LEDGER_SCHEMA)[0][0]
 
 
 def catchup_benchmarks(env, db: str, tdb: str, ds: Dict, work: str, parallel: int,
@@ -164,10 +165,10 @@ def catchup_benchmarks(env, db: str, tdb: str, ds: Dict, work: str, parallel: in
     no_drift = _summary(_catch_up(cli, conn_args, manifest, parallel))
     log('catch-up bench: no drift %.2fs (%s)' % (no_drift['seconds'], no_drift))
     src = env.conn('source', db)
-    leaves = sorted({s for s, _ in ds['rows']} - {r[0] for r in _q(
+    leaves = sorted({s for s, _ in ds['rows']} - {r[0] for r in q(
         src, "SELECT relname FROM pg_class WHERE relkind = 'p'")})
     drifted = drift_source(src, leaves)
-    _q(src, 'ANALYZE')
+    q(src, 'ANALYZE')
     expected = expected_for(env, db, ds['rows'])
     with_drift = _summary(_catch_up(cli, conn_args, manifest, parallel))
     with_drift.update(drifted)

@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import re
-import resource
 import shutil
 import sqlite3
 import statistics
@@ -54,6 +53,7 @@ from tools.testkit.synthetic_dataset import (  # noqa: E402
     create_dataset, create_many_children)
 from ansible_collections.icds.citus_migration.plugins.module_utils.schema.table_plan import load_plan  # noqa: E402
 from benchmarks import catchup as catchup_bench  # noqa: E402
+from benchmarks.catchup import q  # noqa: E402
 
 CLI = os.path.join(ROOT, 'bin', 'migrate_tables')
 UCR_FOLDER = os.path.join(ROOT, 'tests', 'fixtures', 'ucr_data_sources')
@@ -152,14 +152,6 @@ class Env:
             self.target.destroy()
 
 
-def q(conn, text, args=None):
-    with conn.cursor() as cur:
-        cur.execute(text, args)
-        rows = cur.fetchall() if cur.description else None
-    conn.commit()
-    return rows
-
-
 # -- dataset ----------------------------------------------------------------------------------
 def _columns(conn, table: str) -> List[Tuple[str, str]]:
     return [(r[0], r[1]) for r in q(conn, """
@@ -223,7 +215,6 @@ def build_dataset(env: Env, db: str, tdb: str, size_mb: int, big_share: float,
             amplify(src, table, rest_factor)
     big_factor = max(1, int(round(want * big_share / max(1, sizes.get(big, 1)))))
     amplify(src, big, big_factor)
-    q(src, 'VACUUM ANALYZE') if False else None
     src.autocommit = True
     with src.cursor() as cur:
         cur.execute('VACUUM ANALYZE')
@@ -615,8 +606,6 @@ def copy_benchmarks(env: Env, args, work: str) -> Dict:
         len(rows), ds['total_rows'], heap / 1e6, env.target_kind))
     results = []
     P = args.parallel
-    R = args.runs
-    total = ds['total_rows']
     sections = set(args.sections.split(','))
     if sections & {'all', 'limit', 'old', 'engine'}:
         _all_tables(env, args, work, db, tdb, ds, jobs, targets, expected, cols, parts, heap, results)
@@ -699,7 +688,6 @@ def _pgcopydb_subset(env, args, work, db, tdb, rows, targets, expected, cols, pa
         os.remove(sub_manifest)
     with Manifest.create(sub_manifest) as m:
         m.add_rows([(s, None, None) for s, _, _ in same])
-    pg = {'method': 'pgcopydb', 'skipped': 'pgcopydb not installed'}
     subset = []
     if shutil.which('pgcopydb'):
         subset.append(timed('subset limit: psql | psql binary, %d streams' % P, R, env, tdb,

@@ -2,7 +2,6 @@
 differing rows are replaced, for every mapping kind, on plain PostgreSQL and Citus targets;
 safe beside mirrored writes and after a SIGKILL."""
 
-import os
 import signal
 import threading
 
@@ -10,7 +9,7 @@ import psycopg2
 import pytest
 
 from tests.integration import catchup_helpers as ch
-from tests.integration.copy_helpers import cli_conn_args, fingerprint, run_cli
+from tests.integration.copy_helpers import fingerprint
 
 SEGMENTED = (ch.SAME, ch.TEXT_KEY)
 
@@ -176,32 +175,24 @@ def test_a_big_segment_is_narrowed_to_rows(dbs, tmp_path):
     assert manifest
 
 
-def _module_args(dbs, manifest, **extra):
-    conn = dict(login_host='127.0.0.1', login_user='postgres', ssl_mode='disable')
-    out = dict(conn, login_port=dbs.target_server.port, login_db=dbs.target_db, path=manifest,
-               source=dict(conn, login_port=dbs.source_server.port, login_db=dbs.source_db))
-    out.update(extra)
-    return out
-
-
 def test_compare_tables_segments_reports_then_repairs(dbs, tmp_path):
     from tests.module_runner import run_module
     manifest = ch.load(dbs, str(tmp_path / 'm.db'))
     touched = ch.drift_source(dbs)
     before = _versions(dbs)
-    found = run_module('compare_tables', _module_args(dbs, manifest, segments=True))
+    found = run_module('compare_tables', dbs.module_args(path=manifest, segments=True))
     assert found['changed'] is False and not found.get('failed'), found
     by_table = {t['source_table']: t for t in found['tables']}
     assert by_table[ch.SAME]['rows_to_repair'] == touched[ch.SAME]
     assert by_table[ch.SAME]['segments'] >= 2 and by_table[ch.SAME]['ranges_differing'] >= 1
     assert sorted(found['drift']) == sorted(ch.leaf_tables())
-    checked = run_module('compare_tables', _module_args(dbs, manifest, segments=True, repair=True), check=True)
+    checked = run_module('compare_tables', dbs.module_args(path=manifest, segments=True, repair=True), check=True)
     assert checked['changed'] is True and checked['repaired'] == [] and _versions(dbs) == before
-    fixed = run_module('compare_tables', _module_args(dbs, manifest, segments=True, repair=True,
+    fixed = run_module('compare_tables', dbs.module_args(path=manifest, segments=True, repair=True,
                                                        parallel=2, fail_on_drift=True))
     assert fixed['changed'] is True and not fixed.get('failed'), fixed
     assert sorted(fixed['repaired']) == sorted(ch.leaf_tables())
     assert fixed['rows_repaired'] >= sum(touched.values())
     ch.assert_target_equals_source(dbs)
-    clean = run_module('compare_tables', _module_args(dbs, manifest, segments=True, fail_on_drift=True))
+    clean = run_module('compare_tables', dbs.module_args(path=manifest, segments=True, fail_on_drift=True))
     assert clean['changed'] is False and clean['drift'] == [] and not clean.get('failed'), clean

@@ -142,29 +142,21 @@ def test_recopy_of_a_table_not_migrated_yet(dbs, tmp_path):
     assert dbs.tgt_sql('SELECT count(*) FROM agg_awc').strip() == '0'
 
 
-def _module_args(dbs, manifest, **extra):
-    conn = dict(login_host='127.0.0.1', login_user='postgres', ssl_mode='disable')
-    out = dict(conn, login_port=dbs.target_server.port, login_db=dbs.target_db, path=manifest,
-               source=dict(conn, login_port=dbs.source_server.port, login_db=dbs.source_db))
-    out.update(extra)
-    return out
-
-
 def test_recopy_through_the_module(copied):
     _write_after_the_copy(copied)
-    dry = run_module('migrate_tables', _module_args(copied, copied.manifest, recopy_drifted=True),
+    dry = run_module('migrate_tables', copied.module_args(path=copied.manifest, recopy_drifted=True),
                      check=True)
     assert dry['changed'] is True and not dry.get('failed'), dry
     assert sorted(t['source_table'] for t in dry['tables'] if t['status'] == 'drifted') == sorted(
         [WEIRD, CHILD1, 'agg_awc_2020-02-01_1'])
     assert dry['repaired'] == 3 and dry['recopied'] == 0
     assert len(drift(copied, copied.manifest)) == 3
-    res = run_module('migrate_tables', _module_args(copied, copied.manifest, recopy=[CHILD1]))
+    res = run_module('migrate_tables', copied.module_args(path=copied.manifest, recopy=[CHILD1]))
     assert res['changed'] is True and res['recopied'] == res['copied'] == 1 and not res.get('failed'), res
-    res = run_module('migrate_tables', _module_args(copied, copied.manifest, recopy_drifted=True))
+    res = run_module('migrate_tables', copied.module_args(path=copied.manifest, recopy_drifted=True))
     assert res['changed'] is True and res['recopied'] + res['repaired'] == 2, res
     assert drift(copied, copied.manifest) == []
-    again = run_module('migrate_tables', _module_args(copied, copied.manifest, recopy_drifted=True))
+    again = run_module('migrate_tables', copied.module_args(path=copied.manifest, recopy_drifted=True))
     assert again['changed'] is False and (again['recopied'], again['repaired']) == (0, 0)
     assert {t['status'] for t in again['tables']} == {'equal'}
 

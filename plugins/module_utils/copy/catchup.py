@@ -43,7 +43,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.copy.runner i
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.run_context import (
     ConnectionPair, RunFacts, log_failure)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_copy import (
-    ByteCounter, CopyFailed, resolve, snapshot_xmin)
+    ByteCounter, CopyFailed, resolve)
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate import compare
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
     FAMILY_STRIDE, ROW_BATCH_ROWS, Comparer, Scope, Side, TableDrift, both, bucket_sums, differing_buckets,
@@ -51,7 +51,8 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segm
     stored_bounds)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import KeyRange, usable_keys
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.changed_rows import (
-    ChangeComparer, compare_by_changes, family_pairs, keyless_changes, next_xid, source_changes, usable_since)
+    ChangeComparer, compare_by_changes, family_pairs, keyless_changes, source_changes, source_snapshot,
+    usable_since)
 
 TEXT_KEY_TYPES = ('text', 'varchar', 'bpchar')
 
@@ -632,13 +633,14 @@ def read_split_plans(catchup: Catchup, src_conn, tgt_conn, items: Sequence[Catch
                                                catchup.source_id, names)
         catchup.ledger_has_xmin = ledger.ledger_exists(cur, catchup.options.ledger_schema) \
             and ledger.has_source_xmin(cur, catchup.options.ledger_schema)
-        if names and catchup.by_changes and catchup.ledger_has_xmin:
-            xmins = ledger.source_xmins(cur, catchup.options.ledger_schema, catchup.source_id, names)
-            horizon = next_xid(src_conn) if xmins else 0
-            catchup.since = {t: x for t, x in xmins.items() if usable_since(x, horizon)}
-        if catchup.by_changes and not catchup.dry_run and catchup.ledger_has_xmin:
-            catchup.horizon = snapshot_xmin(src_conn)
-            src_conn.rollback()
+        if catchup.by_changes and catchup.ledger_has_xmin:
+            # one source snapshot: its xmax orders the copies' xmins, its xmin is the horizon
+            # this run's comparisons start from (recorded by _advance)
+            horizon, next_xid = source_snapshot(src_conn)
+            xmins = ledger.source_xmins(cur, catchup.options.ledger_schema, catchup.source_id, names) if names else {}
+            catchup.since = {t: x for t, x in xmins.items() if usable_since(x, next_xid)}
+            if not catchup.dry_run:
+                catchup.horizon = horizon
         if catchup.target_citus:
             cur.execute('SELECT c.relname FROM pg_dist_partition p JOIN pg_catalog.pg_class c ON c.oid = p.logicalrelid '
                         'JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s',

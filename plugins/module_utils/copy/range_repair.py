@@ -24,8 +24,9 @@ and repairs what still differs.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 try:
     from psycopg2 import sql
@@ -117,6 +118,22 @@ def _qualified_hash(alias: str, scope: Scope):
     return sql.SQL('hashtextextended({}::text, 0)').format(row)
 
 
+@contextmanager
+def _repair_transaction(tgt_conn, task: CopyTask) -> Iterator:
+    """A cursor in one repair's target transaction (the task's settings): committed when the
+    block ends (after the ``repair_before_commit`` fault point), rolled back when it raises."""
+    tcur = tgt_conn.cursor()
+    try:
+        configure_target_transaction(tcur, task)
+        yield tcur
+        _fault('repair_before_commit')
+        tgt_conn.commit()
+    except BaseException as exc:
+        raise abort_target(tgt_conn, exc)
+    finally:
+        tcur.close()
+
+
 def repair_rows(src_conn, tgt_conn, task: CopyTask, scope: Scope, mapping: ColumnMapping,
                 copy: Sequence[Tuple[int, str, int]], delete: Sequence[Tuple[int, str, int]],
                 ledger_schema: str, source_id: str, runner: str) -> RepairOutcome:
@@ -140,10 +157,8 @@ def repair_rows(src_conn, tgt_conn, task: CopyTask, scope: Scope, mapping: Colum
         sql.Literal([c[1] for c in copy]), sql.Literal([c[2] for c in copy]),
         _qualified_hash('icds_s', scope), fmt)
     copy_in = sql.SQL('COPY {} ({}) FROM STDIN {}').format(target, cols, fmt)
-    tcur = tgt_conn.cursor()
     outcome = RepairOutcome()
-    try:
-        configure_target_transaction(tcur, task)
+    with _repair_transaction(tgt_conn, task) as tcur:
         ledger.lock(tcur, source_id, task.source_table)
         tcur.execute(lock_statement(task.target_schema, scope.target_table))
         deleted = copied = 0
@@ -156,12 +171,6 @@ def repair_rows(src_conn, tgt_conn, task: CopyTask, scope: Scope, mapping: Colum
             copied = tgt_rows if tgt_rows is not None else (src_rows or 0)
         _log(tcur, ledger_schema, source_id, task, ['rows: %d to delete, %d to copy (no usable key)'
                                                     % (len(delete), len(copy))], deleted, copied, runner)
-        _fault('repair_before_commit')
-        tgt_conn.commit()
-    except BaseException as exc:
-        raise abort_target(tgt_conn, exc)
-    finally:
-        tcur.close()
     outcome.transactions, outcome.ranges = 1, 1
     outcome.rows_deleted, outcome.rows_copied = deleted, copied
     return outcome
@@ -207,10 +216,8 @@ def repair_many(src_conn, tgt_conn, jobs: Sequence[RepairJob], ledger_schema: st
     for batch in _piece_batches(pieces):
         members = sorted({j for j, _rng in batch}, key=lambda j: jobs[j].task.source_table)
         first = jobs[members[0]]
-        tcur = tgt_conn.cursor()
         done = {}
-        try:
-            configure_target_transaction(tcur, first.task)
+        with _repair_transaction(tgt_conn, first.task) as tcur:
             for j in members:  # in name order: two runners never wait for each other in a cycle
                 ledger.lock(tcur, source_id, jobs[j].task.source_table)
             # every target table of the batch in one statement, in name order (two runners
@@ -234,12 +241,6 @@ def repair_many(src_conn, tgt_conn, jobs: Sequence[RepairJob], ledger_schema: st
                 _log(tcur, ledger_schema, source_id, job.task, [rng.range.encode() for rng in ranges],
                      deleted, copied, runner)
                 done[j] = (len(ranges), deleted, copied)
-            _fault('repair_before_commit')
-            tgt_conn.commit()
-        except BaseException as exc:
-            raise abort_target(tgt_conn, exc)
-        finally:
-            tcur.close()
         for j, (nranges, deleted, copied) in done.items():
             outcomes[j].transactions += 1
             outcomes[j].ranges += nranges

@@ -61,13 +61,14 @@ def usable_since(source_xmin: Optional[int], next_xid: int) -> bool:
             and source_xmin % (1 << 32) >= 3)  # 0-2 are special xids
 
 
-def next_xid(conn) -> int:
-    """The source's next transaction id (64-bit), read without taking one."""
+def source_snapshot(conn) -> Tuple[int, int]:
+    """(xmin, xmax) of a snapshot of the source now (64-bit; xmax: its next transaction id),
+    read without taking a transaction id."""
     with conn.cursor() as cur:
-        cur.execute('SELECT txid_snapshot_xmax(txid_current_snapshot())')
-        value = int(cur.fetchone()[0])
+        cur.execute('SELECT txid_snapshot_xmin(s), txid_snapshot_xmax(s) FROM txid_current_snapshot() AS s')
+        xmin, xmax = cur.fetchone()
     conn.rollback()
-    return value
+    return int(xmin), int(xmax)
 
 
 @dataclass
