@@ -2,7 +2,9 @@
 a writer that keeps changing the source, waiting for a state on the target."""
 
 import json
+import os
 import random
+import signal
 import threading
 import time
 from typing import Callable, Dict, List, Optional
@@ -116,6 +118,24 @@ def two_runners_one_part_each(dbs, table: str, parts: List[str], manifests: List
     wanted = waiters(dbs, table, parts)
     ours = [p for pid, p in wanted.items() if pid != first_pid and p != wanted[first_pid]][0]
     return first, second, ours
+
+
+def kill_after_segments(dbs, table: str, manifest: str, parts: List[str], what: str,
+                        committed: int = 3) -> Dict[str, tuple]:
+    """With the last of ``parts`` held (so the run cannot finish): copy ``table`` in segments
+    in the background, SIGKILL the runner once ``committed`` segments are in the ledger, and
+    wait for its sessions to end; returns the ledger rows then."""
+    locks = SegmentLocks(dbs, table)
+    locks.hold(parts[-1])
+    try:
+        proc = migrate(dbs, manifest, '--split-threshold', '1MB', background=True)
+        wait_for(lambda: len(ledger_rows(dbs, table)) >= committed, what, proc)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        locks.close()
+    wait_for(lambda: held_locks(dbs) == 0, 'the killed runner\'s sessions to end')
+    return ledger_rows(dbs, table)
 
 
 class SegmentLocks:

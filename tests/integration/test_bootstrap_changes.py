@@ -1,7 +1,6 @@
 """citus_bootstrap reports every change it makes to a table's definition (result, check mode,
 --diff) and refuses a plan key that would lose the source key's uniqueness."""
 
-import psycopg2
 
 from ansible_collections.icds.citus_migration.plugins.module_utils.schema.table_plan import load_plan
 from tests.fixtures import icds_real
@@ -24,15 +23,6 @@ SELECT attname FROM pg_attribute
 def _key(server, db, table):
     rows = query(server, db, _KEY, ('"%s"' % table,))
     return rows[0][0] if rows else None
-
-
-def _load_real(pair):
-    conn = psycopg2.connect(host='127.0.0.1', port=pair.source_server.port, user='postgres',
-                            dbname=pair.source_db)
-    try:
-        icds_real.load(conn)
-    finally:
-        conn.close()
 
 
 def _target_tables(pair):
@@ -76,7 +66,7 @@ def _by_table(changes):
 
 
 def test_changes_reported_in_check_mode_diff_and_result_on_the_real_schema(dbs):
-    _load_real(dbs)
+    icds_real.load_source(dbs)
     folder = icds_real.DATA_SOURCES
     expected = _expected_changes(dbs, load_plan(ucr_folder=folder))
     # the forms tables' key is extended and supervisor_id made NOT NULL

@@ -1,16 +1,12 @@
 """A large table with a usable key is copied in key-range segments: exact on a source that
 is written to during the copy, resumable segment by segment, shared by two runners."""
 
-import os
-import signal
-
 import pytest
 
 from tests.integration.copy_helpers import fingerprint, make_old_manifest, manifest_flags
 from tests.integration.segment_helpers import (
-    SegmentLocks, Writer, held_locks, ledger_rows, migrate, report, store_plan, stored_plan,
-    two_runners_one_part_each,
-    waiting_locks, wait_for)
+    SegmentLocks, Writer, kill_after_segments, ledger_rows, migrate, report, store_plan, stored_plan,
+    two_runners_one_part_each, waiting_locks, wait_for)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import KeyRange
 
 LIVE = 'ucr_icds-cas_static-live_cases'
@@ -94,17 +90,7 @@ def test_sigkill_then_rerun_copies_only_the_missing_segments(dbs, tmp_path):
     table = _make(dbs, 'big-keyed', True, rows=200000)
     manifest = make_old_manifest(str(tmp_path / 'm.db'), [(table, None, None)])
     parts = store_plan(dbs, table, 10)
-    locks = SegmentLocks(dbs, table)
-    locks.hold(parts[-1])  # the run cannot finish before it is killed
-    try:
-        proc = migrate(dbs, manifest, '--split-threshold', '1MB', background=True)
-        wait_for(lambda: len(ledger_rows(dbs, table)) >= 3, 'three segments committed', proc)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    finally:
-        locks.close()
-    wait_for(lambda: held_locks(dbs) == 0, 'the killed runner\'s sessions to end')
-    before = ledger_rows(dbs, table)
+    before = kill_after_segments(dbs, table, manifest, parts, 'three segments committed')
     assert 3 <= len(before) < 10
     committed = sum(n for dummy, dummy2, n in before.values())
     assert int(dbs.tgt_sql('SELECT count(*) FROM "%s"' % table).strip()) == committed

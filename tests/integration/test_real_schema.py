@@ -4,7 +4,6 @@ plan and no overrides: bootstrap -> child tables -> manifest -> copy, each modul
 
 import re
 
-import psycopg2
 import pytest
 
 from ansible_collections.icds.citus_migration.plugins.module_utils.manifest.store import Manifest
@@ -19,15 +18,6 @@ FORMS = ['icds_dashboard_comp_feed_form', 'icds_dashboard_ccs_record_cf_forms',
          'icds_dashboard_ccs_record_thr_forms', 'icds_dashboard_ccs_record_bp_forms',
          'icds_dashboard_ccs_record_delivery_forms', 'icds_dashboard_daily_feeding_forms',
          'icds_dashboard_growth_monitoring_forms']
-
-
-def _load(pair):
-    conn = psycopg2.connect(host='127.0.0.1', port=pair.source_server.port, user='postgres',
-                            dbname=pair.source_db)
-    try:
-        icds_real.load(conn)
-    finally:
-        conn.close()
 
 
 def _twice(name, args):
@@ -66,7 +56,7 @@ def _first_date(text):
 
 
 def _chain(pair, tmp_path):
-    _load(pair)
+    icds_real.load_source(pair)
     folder = icds_real.DATA_SOURCES
     plan = load_plan(ucr_folder=folder)
     src = dict(query(pair.source_server, pair.source_db, _TABLES))

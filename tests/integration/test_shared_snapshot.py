@@ -9,8 +9,8 @@ import pytest
 
 from tests.integration.copy_helpers import fingerprint, make_old_manifest, manifest_flags
 from tests.integration.segment_helpers import (
-    SegmentLocks, Writer, held_locks, ledger_rows, two_runners_one_part_each, migrate, report, store_plan, stored_plan,
-    waiting_locks, wait_for)
+    SegmentLocks, Writer, kill_after_segments, ledger_rows, two_runners_one_part_each, migrate, report, store_plan,
+    stored_plan, waiting_locks, wait_for)
 
 NOKEY = 'ucr_icds-cas_static-no_key'
 N = 30000
@@ -79,17 +79,7 @@ def test_snapshot_gone_after_sigkill_restarts_the_table(dbs, tmp_path):
     _make(dbs, rows=200000)
     manifest = make_old_manifest(str(tmp_path / 'm.db'), [(NOKEY, None, None)])
     parts = store_plan(dbs, NOKEY, 10)
-    locks = SegmentLocks(dbs, NOKEY)
-    locks.hold(parts[-1])
-    try:
-        proc = migrate(dbs, manifest, '--split-threshold', '1MB', background=True)
-        wait_for(lambda: len(ledger_rows(dbs, NOKEY)) >= 3, 'three parts committed', proc)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    finally:
-        locks.close()
-    wait_for(lambda: held_locks(dbs) == 0, 'the killed runner\'s sessions (and its snapshot) to end')
-    before = ledger_rows(dbs, NOKEY)
+    before = kill_after_segments(dbs, NOKEY, manifest, parts, 'three parts committed')
     assert 3 <= len(before) < 10
     # rows already copied change on the source: the old attempt's copies must not survive
     dbs.src_sql('UPDATE "%s" SET payload = \'changed \' || id WHERE id <= 2000' % NOKEY)
