@@ -544,7 +544,7 @@ class Catchup:
             result.compared = 'changes'
             est_rows = self.estimates.get(scope.source_table, (0, 0))[0]
             drift, *keyless = keyless_changes(comparer.src, comparer.tgt, scope, self.since[scope.source_table],
-                                              fine_buckets(est_rows, 1), both)
+                                              fine_buckets(est_rows, 1))
         elif scope.key is None:
             drift = comparer.whole(first[1] if first else None)
         elif isinstance(first, TableDrift):  # compared by changes with its family

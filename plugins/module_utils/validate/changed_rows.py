@@ -308,30 +308,49 @@ def _one_hash(count: int, total: int) -> Tuple[Optional[int], int]:
     return (count, h) if -(1 << 63) <= h < (1 << 63) else (None, 0)
 
 
-def _physical_query(side: Side, scope: Scope, which: str, mask: int, buckets: Sequence[int],
-                    hashes: Sequence[int] = (), per_hash: int = 1):
-    """(bucket, tableoid, ctid, row hash) of every row in ``buckets``, and of up to
-    ``per_hash`` rows per hash in ``hashes``."""
+def _physical_query(side: Side, scope: Scope, which: str, mask: int, buckets: Sequence[int]):
+    """(bucket, tableoid, ctid, row hash) of every row in ``buckets`` (by row hash)."""
     table, only, fixed = side_args(scope, which)
     rh = row_hash(scope.columns, scope.hash_mode)
     rows = sql.SQL('SELECT {rh} & {m} AS b, tableoid::int8 AS o, ctid AS c, {rh} AS h FROM {rel}{where}').format(
         rh=rh, m=sql.Literal(mask), rel=relation(side.schema, table, only), where=where_clause([fixed]))
-    return sql.SQL('SELECT b, o, c::text, h FROM (SELECT *, row_number() OVER (PARTITION BY h) AS n '
-                   'FROM ({rows} OFFSET 0) AS icds_rows WHERE b = ANY({b}::int8[]) OR h = ANY({h}::int8[])) '
-                   'AS icds_wanted WHERE b = ANY({b}::int8[]) OR n <= {k}').format(
-        rows=rows, b=sql.Literal(list(buckets)), h=sql.Literal(list(hashes)), k=sql.Literal(per_hash))
+    return sql.SQL('SELECT b, o, c::text, h FROM ({rows} OFFSET 0) AS icds_rows WHERE b = ANY({b}::int8[])').format(
+        rows=rows, b=sql.Literal(list(buckets)))
 
 
-def keyless_changes(src: Side, tgt: Side, scope: Scope, since: int, fine: int,
-                    both: Callable) -> Tuple[TableDrift, List[Physical], List[Physical]]:
-    """A table without a usable key, by changes: (drift, source rows to copy, target rows to
-    delete), rows named as ``segment_checksum.multiset_diff`` names them.
+def _keyless_target_query(tgt: Side, scope: Scope, mask: int, s_sums: Dict[int, Tuple[int, int]]):
+    """The target side of ``keyless_changes`` in ONE scan of a plain table: its count and row
+    hash sum per bucket, and every row (bucket, tableoid, ctid, row hash) of the buckets whose
+    sums differ from the source's (``s_sums``), the rows materialized once and read twice."""
+    t_table, t_only, t_fixed = side_args(scope, 'target')
+    buckets = sorted(s_sums)
+    return sql.SQL(
+        'WITH icds_rows AS MATERIALIZED (SELECT h & {m} AS b, o, c, h FROM (SELECT {rh} AS h, tableoid::int8 AS o, '
+        'ctid AS c FROM {rel}{where} OFFSET 0) AS icds_hashed), '
+        'icds_sums AS (SELECT b, count(*) AS n, COALESCE(sum(h), 0) AS k FROM icds_rows GROUP BY b), '
+        'icds_source AS (SELECT * FROM unnest({sb}::int8[], {sn}::int8[], {sk}::numeric[]) AS s(b, n, k)), '
+        'icds_differ AS (SELECT COALESCE(t.b, s.b) AS b FROM icds_sums AS t FULL JOIN icds_source AS s ON t.b = s.b '
+        'WHERE t.n IS DISTINCT FROM s.n OR t.k IS DISTINCT FROM s.k) '
+        'SELECT b, n, k::text, NULL::int8, NULL::text, NULL::int8 FROM icds_sums '
+        'UNION ALL SELECT b, NULL, NULL, o, c::text, h FROM icds_rows WHERE b IN (SELECT b FROM icds_differ)').format(
+        m=sql.Literal(mask), rh=row_hash(scope.columns, scope.hash_mode), rel=relation(tgt.schema, t_table, t_only),
+        where=where_clause([t_fixed]), sb=sql.Literal(buckets), sn=sql.Literal([s_sums[b][0] for b in buckets]),
+        sk=sql.Literal([str(s_sums[b][1]) for b in buckets]))
 
-    Rows are bucketed by their own hash (equal rows share a bucket). One scan per side sums
-    each bucket; the source's also lists its changed rows. In a bucket that differs by one row
-    the row is told by its hash: one target row too many is the target row with the missing
-    hash sum, one too few is the changed source row with it. Other differing buckets are read
-    on both sides and matched row by row (``multiset_diff``)."""
+
+def keyless_changes(src: Side, tgt: Side, scope: Scope, since: int,
+                    fine: int) -> Tuple[TableDrift, List[Physical], List[Physical]]:
+    """A table without a usable key whose target is a plain table, by changes: (drift,
+    source rows to copy, target rows to delete), rows named as
+    ``segment_checksum.multiset_diff`` names them.
+
+    Rows are bucketed by their own hash (equal rows share a bucket). The source scan sums
+    each bucket and lists its changed rows; then ONE target scan sums the target's buckets
+    and returns the rows of those that differ (``_keyless_target_query``: the source's sums
+    are known by then). In a bucket that differs by one row hash the rows are told by it: k
+    target rows too many of hash h are k target rows of that hash; k too few are changed
+    source rows of it. Other differing buckets are read on the source too and matched row
+    by row (``multiset_diff``)."""
     mask = fine - 1
     rh = row_hash(scope.columns, scope.hash_mode)
     bucket = sql.SQL('({} & {})').format(rh, sql.Literal(mask))
@@ -344,20 +363,21 @@ def keyless_changes(src: Side, tgt: Side, scope: Scope, since: int, fine: int,
                            'UNION ALL SELECT {b}, NULL, NULL, tableoid::int8, ctid::text, {rh} '
                            'FROM {rel} WHERE {ch}').format(
         m=sql.Literal(mask), b=bucket, rh=rh, rel=rel, ch=_changed(since))
-    t_table, t_only, t_fixed = side_args(scope, 'target')
-    target_query = sql.SQL('SELECT h & {m}, count(*), COALESCE(sum(h), 0)::text FROM (SELECT {rh} AS h '
-                           'FROM {rel}{where} OFFSET 0) AS icds_rows GROUP BY 1').format(
-        m=sql.Literal(mask), rh=rh, rel=relation(tgt.schema, t_table, t_only), where=where_clause([t_fixed]))
     text = needs_text(scope)
-    s_rows, t_rows = both(lambda: src.fetch(source_query, text=text), lambda: tgt.fetch(target_query, text=text))
     s_sums: Dict[int, Tuple[int, int]] = {}
     changed: Dict[int, List[Physical]] = {}
-    for b, n, total, oid, ctid, h in s_rows:
+    for b, n, total, oid, ctid, h in src.fetch(source_query, text=text):
         if n is not None:
             s_sums[b] = (int(n), int(total))
         else:
             changed.setdefault(b, []).append((int(oid), ctid, int(h)))
-    t_sums = {b: (int(n), int(total)) for b, n, total in t_rows}
+    t_sums: Dict[int, Tuple[int, int]] = {}
+    target: Dict[int, List[Physical]] = {}  # every target row of the buckets that differ
+    for b, n, total, oid, ctid, h in tgt.fetch(_keyless_target_query(tgt, scope, mask, s_sums), text=text):
+        if n is not None:
+            t_sums[b] = (int(n), int(total))
+        else:
+            target.setdefault(b, []).append((int(oid), ctid, int(h)))
     flagged = sorted(b for b in set(s_sums) | set(t_sums) if s_sums.get(b, (0, 0)) != t_sums.get(b, (0, 0)))
     drift = TableDrift(segments=1, differing_segments=int(bool(flagged)),
                        source_rows=sum(n for n, _s in s_sums.values()),
@@ -365,41 +385,22 @@ def keyless_changes(src: Side, tgt: Side, scope: Scope, since: int, fine: int,
     if not flagged:
         return drift, [], []
     copy: List[Physical] = []
-    extra: Dict[int, Tuple[int, int]] = {}  # bucket -> (hash, k): k target rows of that hash too many
+    delete: List[Physical] = []
     unresolved = []
     for b in flagged:
         sn, sk = s_sums.get(b, (0, 0))
         tn, tk = t_sums.get(b, (0, 0))
         k, h = _one_hash(tn - sn, tk - sk)
-        told = [r for r in changed.get(b, ()) if r[2] == h] if k is not None and k < 0 else []
-        if told and len(told) >= -k:
-            copy += told[:-k]  # rows too few: changed source rows of the missing hash
-        elif k is not None and k > 0:
-            extra[b] = (h, k)
+        if k is not None and k < 0:
+            told = [r for r in changed.get(b, ()) if r[2] == h]  # rows too few: changed source rows of that hash
+        elif k is not None:
+            told = [r for r in target.get(b, ()) if r[2] == h]  # too many: any k target rows of it (equal rows)
+        else:
+            told = []
+        if told and len(told) >= abs(k):
+            (copy if k < 0 else delete).extend(told[:abs(k)])
         else:
             unresolved.append(b)
-    target: Dict[int, List[Physical]] = {}
-    if extra or unresolved:
-        # of a bucket k rows too many of one hash, k rows of that hash (a table without a key
-        # may hold many equal rows: any of them will do); of the others, every row
-        query = _physical_query(tgt, scope, 'target', mask, buckets=unresolved,
-                                hashes=sorted({h for h, _k in extra.values()}),
-                                per_hash=max([k for _h, k in extra.values()] or [1]))
-        for b, oid, ctid, h in tgt.fetch(query, text=text):
-            target.setdefault(b, []).append((int(oid), ctid, int(h)))
-    delete: List[Physical] = []
-    refetch = []  # a bucket too many rows with too few target rows of that hash: off by more
-    for b, (h, k) in extra.items():
-        told = [r for r in target.get(b, ()) if r[2] == h]
-        if len(told) >= k:
-            delete += told[:k]
-        else:
-            refetch.append(b)
-            target.pop(b, None)
-    if refetch:
-        for b, oid, ctid, h in tgt.fetch(_physical_query(tgt, scope, 'target', mask, buckets=refetch), text=text):
-            target.setdefault(b, []).append((int(oid), ctid, int(h)))
-        unresolved += refetch
     if unresolved:
         source: Dict[int, List[Physical]] = {}
         for b, oid, ctid, h in src.fetch(_physical_query(src, scope, 'source', mask, buckets=unresolved), text=text):
