@@ -51,7 +51,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segm
     stored_bounds)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import KeyRange, usable_keys
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.changed_rows import (
-    ChangeComparer, compare_by_changes, family_pairs, keyless_changes, source_changes, source_snapshot,
+    ChangeComparer, compare_by_changes, hunted_rows, keyless_changes, source_changes, source_snapshot,
     usable_since)
 
 TEXT_KEY_TYPES = ('text', 'varchar', 'bpchar')
@@ -465,14 +465,17 @@ class Catchup:
                            bounds: Sequence[List[str]]) -> List[TableDrift]:
         """The slices of one target table compared by changes (validate.changed_rows): the
         sources one by one in a thread while the target table is scanned once (key hashes);
-        then the target rows of every slice's flagged buckets with one more target scan."""
+        then, with one more target scan, the target rows that settle the flagged buckets
+        (validate.changed_rows.hunted_rows)."""
         sources, targets = both(
             lambda: [source_changes(side_src, sc, b, self.since[sc.source_table]) for sc, b in zip(scopes, bounds)],
             lambda: family_sums(side_tgt, scopes, bounds, value='key'))
         comparers = [ChangeComparer(side_src, side_tgt, sc, b) for sc, b in zip(scopes, bounds)]
-        flagged = [c.flagged(sm, tm) for c, sm, tm in zip(comparers, sources, targets)]
-        wanted = [i * FAMILY_STRIDE + b for i, buckets in enumerate(flagged) for b in buckets]
-        rows = family_pairs(side_tgt, scopes, bounds, wanted) if wanted else [{} for dummy in scopes]
+        for comparer, sums, tsums in zip(comparers, sources, targets):
+            comparer.flagged(sums, tsums)
+        wanted = [c.wanted() for c in comparers]
+        needed = any(hashes or whole for hashes, whole in wanted)
+        rows = hunted_rows(side_tgt, scopes, bounds, wanted) if needed else [{} for dummy in scopes]
         return [c.settle(r) for c, r in zip(comparers, rows)]
 
     def _connections(self):

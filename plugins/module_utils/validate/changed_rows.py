@@ -35,6 +35,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from dataclasses import dataclass, field
+from itertools import combinations
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 try:
@@ -51,6 +52,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segm
 
 XID_HORIZON = 1 << 30  # transactions since the copy beyond which every row is compared
 LOOKUP_KEYS = 5000  # keys per look-up query
+MAX_READINGS = 4  # changed rows of a bucket whose insert-or-update readings are tried (2^4)
 
 Key = Tuple[str, ...]
 
@@ -141,31 +143,45 @@ def _pairs(records) -> Pairs:
     return out
 
 
-def target_pairs(side: Side, scope: Scope, bounds: Sequence[str], buckets: Sequence[int]) -> Pairs:
-    """Key hash and row hash of the target rows in these buckets (one scan)."""
-    table, only, fixed = side_args(scope, 'target')
-    bucket = bucket_expr(scope, bounds, True)
-    query = sql.SQL('SELECT {b}, {kh}, {rh}, {k} FROM {rel}{where}').format(
-        b=bucket, kh=row_hash(scope.key_columns, scope.hash_mode), rh=row_hash(scope.columns, scope.hash_mode),
-        k=sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in scope.key_columns),
-        rel=relation(side.schema, table, only),
-        where=where_clause([fixed, sql.SQL('{} = ANY({}::int8[])').format(bucket, sql.Literal(list(buckets)))]))
-    return _pairs(side.fetch(query, text=needs_text(scope)))
+Wanted = Tuple[Set[int], Set[int]]  # (key hashes, buckets read whole): see ChangeComparer.wanted
 
 
-def family_pairs(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[str]],
-                 wanted: Sequence[int]) -> List[Pairs]:
-    """Per scope, ``target_pairs`` of its rows in the ``wanted`` global buckets (member i's
-    bucket b is i * FAMILY_STRIDE + b), from ONE scan of the shared target table."""
+def hunted_rows(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[str]],
+                wanted: Sequence[Wanted]) -> List[Pairs]:
+    """Per scope, bucket -> key -> (key hash, row hash) of its target rows whose key hash is
+    wanted, and of every row of its buckets read whole, from ONE scan of the shared target
+    table (a scope alone, or the slices of one drop-child family).
+
+    The scan tests each row's key hash only (a hash look-up in the wanted set; a bucket read
+    whole by its fine part, then its member's predicate); the bucket, a CASE over the
+    family's predicates, is computed for the rows returned. Rows outside the flagged buckets
+    (a hash or fine part shared by chance) are dropped here."""
     first = scopes[0]
-    bucket = family_bucket_expr(scopes, bounds)
-    query = sql.SQL('SELECT {b}, {kh}, {rh}, {k} FROM {rel} WHERE {b} = ANY({ids}::int8[])').format(
-        b=bucket, kh=row_hash(first.key_columns, first.hash_mode), rh=row_hash(first.columns, first.hash_mode),
+    kh = row_hash(first.key_columns, first.hash_mode)
+    if len(scopes) == 1:
+        table, only, fixed = side_args(first, 'target')
+        bucket = bucket_expr(first, bounds[0], True)
+    else:
+        table, only, fixed = first.target_table, first.target_only, None
+        bucket = family_bucket_expr(scopes, bounds)
+    hashes = sorted(set().union(*(h for h, _w in wanted)))
+    tests = [sql.SQL('{} = ANY({}::int8[])').format(kh, sql.Literal(hashes))] if hashes else []
+    for i, (scope, (_h, whole)) in enumerate(zip(scopes, wanted)):
+        if whole:
+            part = sql.SQL('({} & {}) = ANY({}::int8[])').format(
+                kh, sql.Literal(scope.fine - 1), sql.Literal(sorted({b % scope.fine for b in whole})))
+            tests.append(part if len(scopes) == 1 else sql.SQL('({} AND ({}))').format(part, sql.SQL(scope.predicate)))
+    query = sql.SQL('SELECT {b}, {kh}, {rh}, {k} FROM {rel}{where}').format(
+        b=bucket, kh=kh, rh=row_hash(first.columns, first.hash_mode),
         k=sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in first.key_columns),
-        rel=relation(side.schema, first.target_table, first.target_only), ids=sql.Literal(list(wanted)))
+        rel=relation(side.schema, table, only),
+        where=where_clause([fixed, sql.SQL(' OR ').join(tests)]))
+    records = [r for r in side.fetch(query, text=needs_text(first)) if r[0] is not None]
     out: List[Pairs] = [{} for dummy in scopes]
-    for member, pairs in _pairs(side.fetch(query, text=needs_text(first))).items():
-        out[member // FAMILY_STRIDE][member % FAMILY_STRIDE] = pairs
+    stride = FAMILY_STRIDE if len(scopes) > 1 else None
+    for g, pairs in _pairs(records).items():
+        member, b = (g // stride, g % stride) if stride else (0, g)
+        out[member][b] = pairs
     return out
 
 
@@ -186,6 +202,7 @@ class ChangeComparer:
         self.source = SourceChanges()
         self.target: Dict[Optional[int], Tuple[int, int]] = {}
         self._flagged: List[int] = []
+        self._whole: Optional[Set[int]] = None  # flagged buckets read whole (see wanted)
 
     def flagged(self, source: SourceChanges, target: Dict[Optional[int], Tuple[int, int]]) -> List[int]:
         if None in target:
@@ -197,15 +214,59 @@ class ChangeComparer:
         self._flagged = sorted(out)
         return self._flagged
 
-    def settle(self, target_rows: Pairs) -> TableDrift:
-        """``target_rows``: the target rows of the flagged buckets (``target_pairs``)."""
-        changed_by_bucket: Dict[int, Dict[Key, Tuple[int, int]]] = {}
+    def wanted(self) -> Wanted:
+        """(key hashes, buckets read whole): what the target must show of the flagged buckets.
+
+        The hashes of the changed keys (their target rows say whether each changed row is
+        new, changed or already there) and, per bucket whose key sums differ, the hash its
+        one deleted key would have: the target's sums minus the source's are the deleted keys
+        minus the inserted ones, the inserted being some of the bucket's changed rows, so
+        every reading of which of them are new that leaves one deleted key gives a candidate
+        (a wrong one matches nothing). A bucket where no reading leaves at most one deleted
+        key (or with more than MAX_READINGS changed rows) is read whole."""
+        by_bucket = self._changed_by_bucket()
+        hashes: Set[int] = set()
+        whole: Set[int] = set()
+        for b in self._flagged:
+            changed = [kh for kh, _rh in by_bucket.get(b, {}).values()]
+            hashes.update(changed)
+            sn, sk = self.source.sums.get(b, (0, 0))
+            tn, tk = self.target.get(b, (0, 0))
+            if (tn, tk) == (sn, sk):
+                continue  # the same keys: the changed rows are updates
+            if len(changed) > MAX_READINGS:
+                whole.add(b)
+                continue
+            readable = False
+            for n in range(len(changed) + 1):
+                for inserted in combinations(changed, n):
+                    deleted_n, deleted_k = tn - sn + n, tk - sk + sum(inserted)
+                    if deleted_n == 1 and -(1 << 63) <= deleted_k < (1 << 63):
+                        hashes.add(deleted_k)
+                        readable = True
+                    elif (deleted_n, deleted_k) == (0, 0):
+                        readable = True
+            if not readable:
+                whole.add(b)
+        self._whole = whole
+        return hashes, whole
+
+    def _changed_by_bucket(self) -> Dict[int, Dict[Key, Tuple[int, int]]]:
+        out: Dict[int, Dict[Key, Tuple[int, int]]] = {}
         for key, (b, kh, rh) in self.source.rows.items():
-            changed_by_bucket.setdefault(b, {})[key] = (kh, rh)
+            out.setdefault(b, {})[key] = (kh, rh)
+        return out
+
+    def settle(self, target_rows: Pairs) -> TableDrift:
+        """``target_rows``: the target rows ``wanted`` asked for (``hunted_rows``); without a
+        ``wanted`` call before, every target row of the flagged buckets."""
+        changed_by_bucket = self._changed_by_bucket()
+        whole = self._whole if self._whole is not None else set(self._flagged)
         per_bucket: Dict[int, _Outcome] = {}
         unresolved: Dict[int, Dict[Key, int]] = {}  # bucket -> target keys not told apart
         for b in self._flagged:
-            outcome, left = self._settle_bucket(b, changed_by_bucket.get(b, {}), target_rows.get(b, {}))
+            settle_one = self._settle_bucket if b in whole else self._settle_known
+            outcome, left = settle_one(b, changed_by_bucket.get(b, {}), target_rows.get(b, {}))
             per_bucket[b] = outcome
             if left is not None:
                 unresolved[b] = left
@@ -213,6 +274,34 @@ class ChangeComparer:
         if anomalies:
             self._row_level(anomalies, per_bucket)
         return self._drift(per_bucket)
+
+    def _settle_known(self, b: int, changed: Dict[Key, Tuple[int, int]], found: Dict[Key, Tuple[int, int]]):
+        """(outcome, None, or {} for row by row) of a flagged bucket of which only the target
+        rows ``wanted`` named are known: those of the changed keys and of candidate hashes."""
+        outcome = _Outcome()
+        held = []  # key hashes of the changed keys the target holds
+        for key, (kh, rh) in changed.items():
+            got = found.get(key)
+            if got is None:
+                outcome.missing.add(key)
+            else:
+                held.append(kh)
+                if got[1] != rh:
+                    outcome.changed.add(key)
+        if any(rh == DUPLICATE for _kh, rh in found.values()):
+            return outcome, {}
+        sn, sk = self.source.sums.get(b, (0, 0))
+        tn, tk = self.target.get(b, (0, 0))
+        # the target's keys are the source's unchanged ones, the changed ones it holds, and the deleted
+        deleted_n = tn - len(held) - (sn - len(changed))
+        deleted_k = tk - sum(held) - (sk - sum(kh for kh, _rh in changed.values()))
+        if (deleted_n, deleted_k) == (0, 0):
+            return outcome, None
+        match = [k for k, (kh, _rh) in found.items() if k not in changed and kh == deleted_k]
+        if deleted_n == 1 and len(match) == 1:
+            outcome.extra.add(match[0])
+            return outcome, None
+        return outcome, {}
 
     def _settle_bucket(self, b: int, changed: Dict[Key, Tuple[int, int]], target: Dict[Key, Tuple[int, int]]):
         """(outcome, target keys still to tell apart or None) of one flagged bucket."""
@@ -285,13 +374,14 @@ class ChangeComparer:
 
 def compare_by_changes(src: Side, tgt: Side, scope: Scope, bounds: Sequence[str], since: int,
                        both: Callable) -> TableDrift:
-    """One scope alone: both scans at the same time, then the target rows of the flagged
-    buckets."""
+    """One scope alone: both scans at the same time, then the target rows it still needs."""
     comparer = ChangeComparer(src, tgt, scope, bounds)
     source, target = both(lambda: source_changes(src, scope, bounds, since),
                           lambda: bucket_sums(tgt, scope, 'target', bounds, fine=True, value='key'))
-    flagged = comparer.flagged(source, target)
-    return comparer.settle(target_pairs(tgt, scope, bounds, flagged) if flagged else {})
+    comparer.flagged(source, target)
+    hashes, whole = comparer.wanted()
+    rows = hunted_rows(tgt, [scope], [bounds], [(hashes, whole)])[0] if hashes or whole else {}
+    return comparer.settle(rows)
 
 
 # -- tables without a usable key --------------------------------------------------------------
