@@ -5,7 +5,7 @@ target's rows, and when a copy snapshot xmin can be used at all."""
 import pytest
 
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.changed_rows import (
-    XID_HORIZON, ChangeComparer, SourceChanges, usable_since)
+    MAX_READINGS, XID_HORIZON, ChangeComparer, SourceChanges, usable_since)
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
     DUPLICATE, Scope)
 
@@ -179,3 +179,62 @@ def test_rows_of_one_hash_are_told_from_the_sums():
     assert _one_hash(2, h + (h + 2)) == (2, h + 1)
     assert _one_hash(0, h) == (None, 0)  # as many rows, other hashes: not one hash
     assert _one_hash(1, 1 << 64) == (None, 0)  # beyond a 64-bit hash: not one row's
+
+
+# -- wanted and settle with only the rows wanted (hunted_rows) --------------------------------
+
+def _flagged(source_sums, target_sums, rows=None) -> ChangeComparer:
+    comparer = _comparer({})
+    comparer.flagged(SourceChanges(sums=source_sums, rows=rows or {}), target_sums)
+    return comparer
+
+
+def test_updates_only_want_the_changed_keys_hashes():
+    comparer = _flagged(_sums(101, 202, 303), _sums(101, 202, 303), {('2',): (B, 202, 7777)})
+    assert comparer.wanted() == ({202}, set())
+    drift = comparer.settle({B: {('2',): (202, 9002)}})  # the target still holds the old row 2
+    assert drift.ranges[0].changed == [('2',)] and not drift.ranges[0].extra
+
+
+def test_one_deleted_key_is_wanted_by_its_hash_and_settled_from_it():
+    comparer = _flagged(_sums(101, 303), _sums(101, 202, 303))  # the source deleted key 2
+    assert comparer.wanted() == ({202}, set())
+    drift = comparer.settle({B: {('2',): (202, 9002)}})
+    assert drift.ranges[0].extra == [('2',)] and not drift.ranges[0].changed
+
+
+def test_an_insert_and_a_delete_in_one_bucket_want_both_readings():
+    # source: 1, 3, new 4 (hash 404); target: 1, 2, 3. Reading "4 is new" leaves one deleted
+    # key of hash 202; reading "4 is an update" leaves one of hash 202 - 404 (a wrong one).
+    comparer = _flagged(_sums(101, 303, 404), _sums(101, 202, 303), {('4',): (B, 404, 8004)})
+    hashes, whole = comparer.wanted()
+    assert {404, 202} <= hashes and not whole
+    drift = comparer.settle({B: {('2',): (202, 9002)}})  # what the scan finds
+    found = drift.ranges[0]
+    assert (found.missing, found.extra, found.changed) == ([('4',)], [('2',)], [])
+
+
+def test_two_deleted_keys_read_the_bucket_whole():
+    comparer = _flagged(_sums(101), _sums(101, 202, 303))
+    assert comparer.wanted() == (set(), {B})
+
+
+def test_too_many_changed_rows_read_the_bucket_whole():
+    rows = {(str(k),): (B, k, k + 1) for k in range(10, 10 + MAX_READINGS + 1)}
+    comparer = _flagged(_sums(1), _sums(1, 2), rows)
+    hashes, whole = comparer.wanted()
+    assert whole == {B} and hashes == {k for k in range(10, 10 + MAX_READINGS + 1)}
+
+
+def test_a_wanted_hash_that_finds_no_row_leaves_the_bucket_row_by_row():
+    comparer = _flagged(_sums(101, 303), _sums(101, 202, 303))
+    comparer.wanted()
+    outcome, left = comparer._settle_known(B, {}, {})  # the target showed no row of hash 202
+    assert left == {} and not outcome.extra
+
+
+def test_a_key_found_twice_leaves_the_bucket_row_by_row():
+    comparer = _flagged(_sums(101, 202, 303), _sums(101, 202, 303, 202), {('2',): (B, 202, 7777)})
+    comparer.wanted()
+    outcome, left = comparer._settle_known(B, {('2',): (202, 7777)}, {('2',): (202, DUPLICATE)})
+    assert left == {}
