@@ -310,6 +310,19 @@ def test_a_keyless_table_with_rows_held_twice(dbs, tmp_path):
     ch.assert_target_equals_source(dbs)
 
 
+def test_a_keyless_table_whose_source_only_deleted_rows(dbs, tmp_path):
+    """No row changed on the source, two deleted: the target's sums alone tell the buckets,
+    then its rows of those buckets are read and the two deleted rows deleted."""
+    manifest = ch.load(dbs, str(tmp_path / 'm.db'))
+    t = ch.q(ch.KEYLESS)
+    assert dbs.src_sql('WITH d AS (DELETE FROM %s WHERE id IN (11, 2222) RETURNING 1) '
+                       'SELECT count(*) FROM d' % t).strip() == '2'
+    got = _by_table(ch.catch_up(dbs, manifest))[ch.KEYLESS]
+    assert (got['compared'], got['status']) == ('changes', 'repaired'), got
+    assert (got['rows_copied'], got['rows_deleted']) == (0, 2), got
+    ch.assert_target_equals_source(dbs)
+
+
 def test_compare_tables_compares_by_changes_when_asked(dbs, tmp_path):
     """compare_tables (segments, repair) compares every row by default; compare_all_rows
     false is the playbook's catch-up while the mirrors write: by changes, same repairs."""

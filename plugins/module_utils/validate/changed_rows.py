@@ -408,6 +408,17 @@ def _physical_query(side: Side, scope: Scope, which: str, mask: int, buckets: Se
         rows=rows, b=sql.Literal(list(buckets)))
 
 
+def bucket_sums_by_row(side: Side, scope: Scope, mask: int) -> Dict[int, Tuple[int, int]]:
+    """Count and row hash sum per row-hash bucket of a keyless scope's target rows."""
+    table, only, fixed = side_args(scope, 'target')
+    # the row hash once per row (a subquery the planner keeps: OFFSET 0)
+    query = sql.SQL('SELECT h & {m}, count(*), COALESCE(sum(h), 0)::text FROM (SELECT {rh} AS h '
+                    'FROM {rel}{where} OFFSET 0) AS icds_rows GROUP BY 1').format(
+        m=sql.Literal(mask), rh=row_hash(scope.columns, scope.hash_mode), rel=relation(side.schema, table, only),
+        where=where_clause([fixed]))
+    return {b: (int(n), int(total)) for b, n, total in side.fetch(query, text=needs_text(scope))}
+
+
 def _keyless_target_query(tgt: Side, scope: Scope, mask: int, s_sums: Dict[int, Tuple[int, int]]):
     """The target side of ``keyless_changes`` in ONE scan of a plain table: its count and row
     hash sum per bucket, and every row (bucket, tableoid, ctid, row hash) of the buckets whose
@@ -437,7 +448,8 @@ def keyless_changes(src: Side, tgt: Side, scope: Scope, since: int,
     Rows are bucketed by their own hash (equal rows share a bucket). The source scan sums
     each bucket and lists its changed rows; then ONE target scan sums the target's buckets
     and returns the rows of those that differ (``_keyless_target_query``: the source's sums
-    are known by then). In a bucket that differs by one row hash the rows are told by it: k
+    are known by then). When nothing changed on the source, the target's sums alone (no rows
+    materialized), and its rows of differing buckets, if any, with a second scan. In a bucket that differs by one row hash the rows are told by it: k
     target rows too many of hash h are k target rows of that hash; k too few are changed
     source rows of it. Other differing buckets are read on the source too and matched row
     by row (``multiset_diff``)."""
@@ -463,12 +475,18 @@ def keyless_changes(src: Side, tgt: Side, scope: Scope, since: int,
             changed.setdefault(b, []).append((int(oid), ctid, int(h)))
     t_sums: Dict[int, Tuple[int, int]] = {}
     target: Dict[int, List[Physical]] = {}  # every target row of the buckets that differ
-    for b, n, total, oid, ctid, h in tgt.fetch(_keyless_target_query(tgt, scope, mask, s_sums), text=text):
-        if n is not None:
-            t_sums[b] = (int(n), int(total))
-        else:
-            target.setdefault(b, []).append((int(oid), ctid, int(h)))
+    if changed:
+        for b, n, total, oid, ctid, h in tgt.fetch(_keyless_target_query(tgt, scope, mask, s_sums), text=text):
+            if n is not None:
+                t_sums[b] = (int(n), int(total))
+            else:
+                target.setdefault(b, []).append((int(oid), ctid, int(h)))
+    else:  # nothing changed on the source (usually nothing differs): sums alone, rows only if needed
+        t_sums = bucket_sums_by_row(tgt, scope, mask)
     flagged = sorted(b for b in set(s_sums) | set(t_sums) if s_sums.get(b, (0, 0)) != t_sums.get(b, (0, 0)))
+    if flagged and not changed:
+        for b, oid, ctid, h in tgt.fetch(_physical_query(tgt, scope, 'target', mask, buckets=flagged), text=text):
+            target.setdefault(b, []).append((int(oid), ctid, int(h)))
     drift = TableDrift(segments=1, differing_segments=int(bool(flagged)),
                        source_rows=sum(n for n, _s in s_sums.values()),
                        target_rows=sum(n for n, _s in t_sums.values()), whole=bool(flagged))
