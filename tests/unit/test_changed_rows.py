@@ -5,7 +5,7 @@ target's rows, and when a copy snapshot xmin can be used at all."""
 import pytest
 
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.changed_rows import (
-    MAX_READINGS, XID_HORIZON, ChangeComparer, SourceChanges, usable_since)
+    MAX_READINGS, XID_HORIZON, ChangeComparer, SourceChanges, _settle_by_subsets, usable_since)
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
     DUPLICATE, Scope)
 
@@ -238,3 +238,45 @@ def test_a_key_found_twice_leaves_the_bucket_row_by_row():
     comparer.wanted()
     outcome, left = comparer._settle_known(B, {('2',): (202, 7777)}, {('2',): (202, DUPLICATE)})
     assert left == {}
+
+
+# -- a keyless bucket settled from its target rows and the source's sums (_settle_by_subsets) --
+
+def _rows(*hashes):
+    return [(1, '(0,%d)' % i, h) for i, h in enumerate(hashes, 1)]
+
+
+def _subsets(target, changed, unchanged):
+    """(settled, hashes to copy, hashes to delete) of one bucket whose source holds the
+    ``unchanged`` row hashes and the ``changed`` rows."""
+    copy, delete = [], []
+    sums = (len(unchanged) + len(changed), sum(unchanged) + sum(r[2] for r in changed))
+    settled = _settle_by_subsets(target, changed, sums, copy, delete)
+    return settled, sorted(r[2] for r in copy), sorted(r[2] for r in delete)
+
+
+def test_an_update_in_one_keyless_bucket_is_told_by_the_target_rows():
+    # the old version (70) and the new one (75) fell in the same bucket
+    assert _subsets(_rows(10, 20, 70), _rows(75), [10, 20]) == (True, [75], [70])
+
+
+def test_two_deleted_keyless_rows_are_told_by_their_sum():
+    assert _subsets(_rows(10, 20, 30, 40), [], [10, 30]) == (True, [], [20, 40])
+
+
+def test_a_changed_keyless_row_the_copy_already_held_is_left():
+    assert _subsets(_rows(10, 20, 75), _rows(75), [10, 20]) == (True, [], [])
+
+
+def test_equal_keyless_rows_are_interchangeable():
+    # two equal rows (hash 20) on the target, the source deleted one of them
+    assert _subsets(_rows(10, 20, 20), [], [10, 20]) == (True, [], [20])
+
+
+def test_sets_of_the_same_sum_are_not_told_apart():
+    # the deleted rows sum to 50: 10 + 40 or 20 + 30
+    assert _subsets(_rows(10, 20, 30, 40, 99), [], [99]) == (False, [], [])
+
+
+def test_a_keyless_row_the_target_lost_is_not_told():
+    assert _subsets(_rows(10), [], [10, 20])[0] is False

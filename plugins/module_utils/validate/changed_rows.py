@@ -35,7 +35,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from dataclasses import dataclass, field
+from collections import Counter
 from itertools import combinations
+from math import comb
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 try:
@@ -53,6 +55,8 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segm
 XID_HORIZON = 1 << 30  # transactions since the copy beyond which every row is compared
 LOOKUP_KEYS = 5000  # keys per look-up query
 MAX_READINGS = 4  # changed rows of a bucket whose insert-or-update readings are tried (2^4)
+MAX_SUBSET = 3  # target rows of a keyless bucket told apart by their hash sums at most
+MAX_SUBSET_TRIES = 20000  # sets of target rows tried for one keyless bucket at most
 
 Key = Tuple[str, ...]
 
@@ -408,6 +412,37 @@ def _physical_query(side: Side, scope: Scope, which: str, mask: int, buckets: Se
         rows=rows, b=sql.Literal(list(buckets)))
 
 
+def _settle_by_subsets(target: List[Physical], changed: List[Physical], source_sums: Tuple[int, int],
+                       copy: List[Physical], delete: List[Physical]) -> bool:
+    """Settle a keyless bucket from its target rows, the source's changed rows and the
+    source's sums, without reading its source rows; False when they do not tell it.
+
+    The source's unchanged rows were copied and are on the target, so the target rows
+    that are not among them (R) are those deleted since the copy plus changed rows the copy
+    already held: as many, and summing to as much, as the target's sums exceed the
+    unchanged rows' (the source's sums minus its changed rows'). When exactly one set of row
+    hashes of the target's rows has that size and sum (up to MAX_SUBSET rows, each set tried),
+    R is known: the target rows of R that are not changed source rows are deleted, the
+    changed source rows not in R copied (rows of one hash are equal: any of them will do)."""
+    sn, sk = source_sums
+    size = len(target) - sn + len(changed)
+    total = sum(r[2] for r in target) - sk + sum(r[2] for r in changed)
+    if not 0 <= size <= min(MAX_SUBSET, len(target)) or comb(len(target), size) > MAX_SUBSET_TRIES:
+        return False
+    found = {tuple(sorted(pick)) for pick in combinations([r[2] for r in target], size) if sum(pick) == total}
+    if len(found) != 1:
+        return False
+    extra = Counter(found.pop())
+    new = Counter(r[2] for r in changed)
+    to_delete, to_copy = extra - new, new - extra
+    for rows, wanted, out in ((target, to_delete, delete), (changed, to_copy, copy)):
+        for row in rows:
+            if wanted[row[2]] > 0:
+                wanted[row[2]] -= 1
+                out.append(row)
+    return True
+
+
 def bucket_sums_by_row(side: Side, scope: Scope, mask: int) -> Dict[int, Tuple[int, int]]:
     """Count and row hash sum per row-hash bucket of a keyless scope's target rows."""
     table, only, fixed = side_args(scope, 'target')
@@ -449,10 +484,12 @@ def keyless_changes(src: Side, tgt: Side, scope: Scope, since: int,
     each bucket and lists its changed rows; then ONE target scan sums the target's buckets
     and returns the rows of those that differ (``_keyless_target_query``: the source's sums
     are known by then). When nothing changed on the source, the target's sums alone (no rows
-    materialized), and its rows of differing buckets, if any, with a second scan. In a bucket that differs by one row hash the rows are told by it: k
-    target rows too many of hash h are k target rows of that hash; k too few are changed
-    source rows of it. Other differing buckets are read on the source too and matched row
-    by row (``multiset_diff``)."""
+    materialized), and its rows of differing buckets, if any, with a second scan.
+
+    In a bucket that differs by one row hash the rows are told by it: k target rows too many
+    of hash h are k target rows of that hash; k too few are changed source rows of it. Most
+    others are told by the sums of a few target rows (``_settle_by_subsets``); the rest are
+    read on the source too and matched row by row (``multiset_diff``)."""
     mask = fine - 1
     rh = row_hash(scope.columns, scope.hash_mode)
     bucket = sql.SQL('({} & {})').format(rh, sql.Literal(mask))
@@ -509,6 +546,8 @@ def keyless_changes(src: Side, tgt: Side, scope: Scope, since: int,
             (copy if k < 0 else delete).extend(told[:abs(k)])
         else:
             unresolved.append(b)
+    unresolved = [b for b in unresolved
+                  if not _settle_by_subsets(target.get(b, []), changed.get(b, []), s_sums.get(b, (0, 0)), copy, delete)]
     if unresolved:
         source: Dict[int, List[Physical]] = {}
         for b, oid, ctid, h in src.fetch(_physical_query(src, scope, 'source', mask, buckets=unresolved), text=text):
