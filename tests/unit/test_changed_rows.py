@@ -47,12 +47,21 @@ def test_one_deleted_key_is_told_by_its_hash():
     assert not outcome.changed and not outcome.missing
 
 
-def test_two_deleted_keys_are_left_for_the_look_up():
+def test_two_deleted_keys_are_told_by_their_hash_sum():
     comparer = _comparer(_sums(101))  # the source deleted keys 2 and 3
     outcome, left = comparer._settle_bucket(B, {}, dict(OLD))
+    assert left is None  # the one pair of target keys whose hashes sum to the difference
+    assert outcome.extra == {('2',), ('3',)}
+    assert not outcome.changed and not outcome.missing
+
+
+def test_deleted_keys_whose_hash_sum_two_sets_share_are_left_for_the_look_up():
+    target = {(str(h),): (h, h + 9000) for h in (10, 20, 30, 40, 99)}
+    comparer = _comparer(_sums(99, 10, 40))  # 20 and 30 deleted: 10 and 40 sum the same
+    outcome, left = comparer._settle_bucket(B, {}, target)
     # every target key not changed on the source, with its key hash: the caller looks them up
-    assert left == {('1',): 101, ('2',): 202, ('3',): 303}
-    assert not outcome.extra and not outcome.changed and not outcome.missing
+    assert left == {k: kh for k, (kh, _rh) in target.items()}
+    assert not outcome.extra
 
 
 def test_one_deleted_key_whose_hash_two_keys_share_is_left_for_the_look_up():

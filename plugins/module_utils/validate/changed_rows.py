@@ -12,11 +12,15 @@ new xmin. Such rows need no comparison of their values. What does:
    whose xmin does not precede the copy's (inserted or updated since, or during, the copy):
    key, key hash and row hash, under the same snapshot.
 2. A bucket is looked at when its key sums differ (rows deleted or inserted on the source)
-   or when it holds changed source rows: the target rows of those buckets are read (key, key
-   hash, row hash; one more target scan). A changed source row whose target row is missing or
-   different is copied again. The target keys left over must be the source's unchanged rows
-   plus the deleted ones, and the bucket's key sums say how many were deleted and the sum of
-   their key hashes: one deleted key is told by its hash; more are looked up on the source.
+   or when it holds changed source rows. One more target scan (``hunted_rows``) reads only
+   the target rows such a bucket needs, found by their key hash (``ChangeComparer.wanted``):
+   those of the changed keys, and the deleted key a bucket's sums point to. A changed source
+   row whose target row is missing or different is copied again. The target keys not among
+   the source's unchanged rows are the deleted ones, and the key sums say how many and the
+   sum of their key hashes: one is told by its hash. Where the sums leave more than one
+   deleted key the bucket is read whole, and the deleted keys are told by their hashes when
+   one set of at most MAX_SUBSET target keys has that sum; otherwise they are looked up on
+   the source.
 3. A bucket that does not add up after that (an old row the target lost some other way, a
    key the target holds twice) is compared row by row, as ``segment_checksum`` does.
 
@@ -55,8 +59,8 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segm
 XID_HORIZON = 1 << 30  # transactions since the copy beyond which every row is compared
 LOOKUP_KEYS = 5000  # keys per look-up query
 MAX_READINGS = 4  # changed rows of a bucket whose insert-or-update readings are tried (2^4)
-MAX_SUBSET = 3  # target rows of a keyless bucket told apart by their hash sums at most
-MAX_SUBSET_TRIES = 20000  # sets of target rows tried for one keyless bucket at most
+MAX_SUBSET = 3  # deleted keys (or keyless rows) of one bucket told apart by their hash sums at most
+MAX_SUBSET_TRIES = 20000  # sets of target rows tried for one bucket at most
 
 Key = Tuple[str, ...]
 
@@ -324,10 +328,11 @@ class ChangeComparer:
         extra_k = sum(kh for kh, _rh in changed.values()) + sum(others.values()) - sk
         if extra_n == 0 and extra_k == 0:
             return outcome, None
-        if extra_n == 1:
-            match = [k for k, kh in others.items() if kh == extra_k]
+        if 1 <= extra_n <= MAX_SUBSET and comb(len(others), extra_n) <= MAX_SUBSET_TRIES:
+            # the deleted keys: the one set of extra_n target keys whose hashes sum to extra_k
+            match = [pick for pick in combinations(others, extra_n) if sum(others[k] for k in pick) == extra_k]
             if len(match) == 1:
-                outcome.extra.add(match[0])
+                outcome.extra.update(match[0])
                 return outcome, None
         return outcome, others
 
