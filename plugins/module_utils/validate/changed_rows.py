@@ -52,9 +52,9 @@ except ImportError:  # pragma: no cover - modules report the missing library
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import (
     KeyRange, ranges_from_bounds)
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
-    DUPLICATE, FAMILY_STRIDE, RangeDiff, Scope, Side, SideQueryFailed, TableDrift, bucket_expr, family_bucket_expr,
-    relation, side_args, where_clause, bucket_sums, diff_rows, key_match, multiset_diff, needs_text, row_hash,
-    row_hashes)
+    DUPLICATE, FAMILY_STRIDE, KEY_HASH, RangeDiff, Scope, Side, SideQueryFailed, TableDrift, bucket_expr,
+    family_bucket_expr, hashed_rows, relation, side_args, where_clause, bucket_sums, diff_rows, key_match,
+    multiset_diff, needs_text, row_hash, row_hashes)
 
 XID_HORIZON = 1 << 30  # transactions since the copy beyond which every row is compared
 LOOKUP_KEYS = 5000  # keys per look-up query
@@ -101,15 +101,15 @@ def source_changes(side: Side, scope: Scope, bounds: Sequence[str], since: int) 
     scans in one statement: aggregating the changed rows into arrays per bucket would give
     every bucket an array state, which the hash aggregate spills to disk."""
     table, only, fixed = side_args(scope, 'source')
-    bucket = bucket_expr(scope, bounds, True)
     kh = row_hash(scope.key_columns, scope.hash_mode)
     rel, where = relation(side.schema, table, only), where_clause([fixed])
     nulls = sql.SQL(', ').join([sql.SQL('NULL::int8'), sql.SQL('NULL::int8')]
                                + [sql.SQL('NULL::text') for dummy in scope.key_columns])
     keys = sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in scope.key_columns)
-    query = sql.SQL('SELECT {b}, count(*), COALESCE(sum({kh}), 0)::text, {nulls} FROM {rel}{where} GROUP BY 1 '
+    query = sql.SQL('SELECT {hb}, count(*), COALESCE(sum({h}), 0)::text, {nulls} FROM {rows} GROUP BY 1 '
                     'UNION ALL SELECT {b}, NULL, NULL, {kh}, {rh}, {keys} FROM {rel}{changed}').format(
-        b=bucket, kh=kh, nulls=nulls, rel=rel, where=where, rh=row_hash(scope.columns, scope.hash_mode),
+        hb=bucket_expr(scope, bounds, True, KEY_HASH), h=KEY_HASH, rows=hashed_rows(rel, where, scope),
+        b=bucket_expr(scope, bounds, True), kh=kh, nulls=nulls, rel=rel, rh=row_hash(scope.columns, scope.hash_mode),
         keys=keys, changed=where_clause([fixed, _changed(since)]))
     out = SourceChanges()
     for rec in side.fetch(query, text=needs_text(scope)):

@@ -291,7 +291,7 @@ def fine_buckets(rows: int, segments: int) -> int:
     return fine
 
 
-def bucket_expr(scope: Scope, bounds: Sequence[str], fine: bool = False):
+def bucket_expr(scope: Scope, bounds: Sequence[str], fine: bool = False, key_hash=None):
     """The segment number of a row (0 without bounds); ``fine``: segment * scope.fine + a
     hash of the row's key modulo scope.fine, so that a segment's few changed rows are found
     by fetching the rows of the few sub-buckets that differ, not the whole segment."""
@@ -300,17 +300,36 @@ def bucket_expr(scope: Scope, bounds: Sequence[str], fine: bool = False):
     if not fine:
         return segment
     return sql.SQL('({} * {} + ({} & {}))').format(segment, sql.Literal(scope.fine),
-                                                   row_hash(scope.key_columns, scope.hash_mode),
+                                                   key_hash or row_hash(scope.key_columns, scope.hash_mode),
                                                    sql.Literal(scope.fine - 1))
+
+
+KEY_HASH = sql.Identifier('icds_h') if sql else None  # the key hash column of hashed_rows
+
+
+def hashed_rows(rel, where, scope: Scope):
+    """A FROM item: the rows of ``rel`` with their key hash computed once, as KEY_HASH.
+
+    Without it a grouped key-hash sum computes the hash twice per row (for the bucket and
+    for the sum: PostgreSQL does not share equal expressions), about a third of such a
+    scan. The volatile column keeps the planner, and the worker queries of Citus, from
+    merging the subquery into the outer query (which would copy the hash back into both
+    places); a Citus query pushes it down to the shards like the plain scan."""
+    return sql.SQL('(SELECT *, {kh} AS {name}, random() AS icds_v FROM {rel}{where}) AS icds_k').format(
+        kh=row_hash(scope.key_columns, scope.hash_mode), name=KEY_HASH, rel=rel, where=where)
 
 
 def bucket_query(side: Side, scope: Scope, which: str, bounds: Sequence[str],
                  within: Optional[KeyRange], fine: bool = False, value: str = 'row'):
     """count and hash sum per width_bucket of the key (0 when there are no bounds)."""
     table, only, fixed = side_args(scope, which)
+    rel = relation(side.schema, table, only)
+    where = where_clause([fixed, within.predicate() if within is not None else None])
+    if value == 'key':  # the key hash is both the sum and the bucket's fine part: once per row
+        return sql.SQL('SELECT {b}, count(*), COALESCE(sum({h}), 0)::text FROM {rows} GROUP BY 1').format(
+            b=bucket_expr(scope, bounds, fine, KEY_HASH), h=KEY_HASH, rows=hashed_rows(rel, where, scope))
     query = sql.SQL('SELECT {b}, count(*), COALESCE(sum({h}), 0)::text FROM {rel}{where} GROUP BY 1').format(
-        b=bucket_expr(scope, bounds, fine), h=value_hash(scope, value), rel=relation(side.schema, table, only),
-        where=where_clause([fixed, within.predicate() if within is not None else None]))
+        b=bucket_expr(scope, bounds, fine), h=value_hash(scope, value), rel=rel, where=where)
     return query
 
 
@@ -453,9 +472,13 @@ def family_sums(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[s
     target table, told apart by their predicates (the slices do not overlap, as in compare).
     All scopes share the target table, ``target_only`` and the compared columns."""
     first = scopes[0]
-    query = sql.SQL('SELECT {b}, count(*), COALESCE(sum({h}), 0)::text FROM {rel} GROUP BY 1').format(
-        b=family_bucket_expr(scopes, bounds), h=value_hash(first, value),
-        rel=relation(side.schema, first.target_table, first.target_only))
+    rel = relation(side.schema, first.target_table, first.target_only)
+    if value == 'key':  # the key hash once per row (see hashed_rows)
+        query = sql.SQL('SELECT {b}, count(*), COALESCE(sum({h}), 0)::text FROM {rows} GROUP BY 1').format(
+            b=family_bucket_expr(scopes, bounds, KEY_HASH), h=KEY_HASH, rows=hashed_rows(rel, sql.SQL(''), first))
+    else:
+        query = sql.SQL('SELECT {b}, count(*), COALESCE(sum({h}), 0)::text FROM {rel} GROUP BY 1').format(
+            b=family_bucket_expr(scopes, bounds), h=value_hash(first, value), rel=rel)
     out: List[Dict[Optional[int], Tuple[int, int]]] = [{} for dummy in scopes]
     for bucket, n, total in side.fetch(query, text=needs_text(first)):
         if bucket is not None:  # rows of no compared slice (a sibling not compared now)
@@ -463,7 +486,7 @@ def family_sums(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[s
     return out
 
 
-def family_bucket_expr(scopes: Sequence[Scope], bounds: Sequence[Sequence[str]]):
+def family_bucket_expr(scopes: Sequence[Scope], bounds: Sequence[Sequence[str]], key_hash=None):
     """CASE giving each row its member's global fine bucket (NULL: no compared slice).
 
     The branches are tried per row in order (the slices do not overlap, so any order gives
@@ -473,7 +496,7 @@ def family_bucket_expr(scopes: Sequence[Scope], bounds: Sequence[Sequence[str]])
     branches = []
     for i in sorted(range(len(scopes)), key=lambda k: -scopes[k].rows):
         scope, cuts = scopes[i], bounds[i]
-        bucket = bucket_expr(scope, cuts, fine=True) if scope.key else sql.SQL('0')
+        bucket = bucket_expr(scope, cuts, fine=True, key_hash=key_hash) if scope.key else sql.SQL('0')
         # the predicate is a CHECK expression from the source catalog (columns only), as in compare
         branches.append(sql.SQL('WHEN ({}) THEN {} + {}').format(
             sql.SQL(scope.predicate), sql.Literal(i * FAMILY_STRIDE), bucket))
