@@ -165,25 +165,25 @@ def hunted_rows(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[s
     family's predicates, is computed for the rows returned. Rows outside the flagged buckets
     (a hash or fine part shared by chance) are dropped here."""
     first = scopes[0]
-    kh = row_hash(first.key_columns, first.hash_mode)
+    kh = KEY_HASH  # computed once per row (hashed_rows)
     if len(scopes) == 1:
         table, only, fixed = side_args(first, 'target')
-        bucket = bucket_expr(first, bounds[0], True)
+        bucket = bucket_expr(first, bounds[0], True, kh)
     else:
         table, only, fixed = first.target_table, first.target_only, None
-        bucket = family_bucket_expr(scopes, bounds)
+        bucket = family_bucket_expr(scopes, bounds, kh)
     hashes = sorted(set().union(*(h for h, _w in wanted)))
     tests = [sql.SQL('{} = ANY({}::int8[])').format(kh, sql.Literal(hashes))] if hashes else []
-    for i, (scope, (_h, whole)) in enumerate(zip(scopes, wanted)):
+    for scope, (_h, whole) in zip(scopes, wanted):
         if whole:
             part = sql.SQL('({} & {}) = ANY({}::int8[])').format(
                 kh, sql.Literal(scope.fine - 1), sql.Literal(sorted({b % scope.fine for b in whole})))
             tests.append(part if len(scopes) == 1 else sql.SQL('({} AND ({}))').format(part, sql.SQL(scope.predicate)))
-    query = sql.SQL('SELECT {b}, {kh}, {rh}, {k} FROM {rel}{where}').format(
+    query = sql.SQL('SELECT {b}, {kh}, {rh}, {k} FROM {rows} WHERE {tests}').format(
         b=bucket, kh=kh, rh=row_hash(first.columns, first.hash_mode),
         k=sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in first.key_columns),
-        rel=relation(side.schema, table, only),
-        where=where_clause([fixed, sql.SQL(' OR ').join(tests)]))
+        rows=hashed_rows(relation(side.schema, table, only), where_clause([fixed]), first),
+        tests=sql.SQL(' OR ').join(tests))
     records = [r for r in side.fetch(query, text=needs_text(first)) if r[0] is not None]
     out: List[Pairs] = [{} for dummy in scopes]
     stride = FAMILY_STRIDE if len(scopes) > 1 else None
