@@ -618,7 +618,7 @@ def copy_benchmarks(env: Env, args, work: str) -> Dict:
     if 'catchup' in sections:  # last: it changes the source
         reset_target(env, tdb, targets)
         caught = catchup_bench.catchup_benchmarks(env, db, tdb, ds, work, P, CLI, method_engine, verify,
-                                                  expected_for, log)
+                                                  expected_for, log, settle=args.settle)
     profile = None
     if args.profile:
         profile = os.path.join(work, 'engine-profile.txt')
@@ -1234,6 +1234,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--profile', action='store_true',
                         help='also record a py-spy profile of one engine run')
     parser.add_argument('--keep', action='store_true', help='keep the servers and work files')
+    parser.add_argument('--no-settle', dest='settle', action='store_false',
+                        help='catch-up section: time the catch-ups right after the copy, without the '
+                             'untimed VACUUM ANALYZE of the copied target tables first')
     parser.add_argument('--render', metavar='JSON',
                         help='only re-write the .md and .png of an earlier results JSON')
     args = parser.parse_args(argv)
