@@ -46,12 +46,12 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_co
     ByteCounter, CopyFailed, resolve)
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate import compare
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
-    FAMILY_STRIDE, ROW_BATCH_ROWS, Comparer, Scope, Side, TableDrift, both, bucket_sums, differing_buckets,
+    FAMILY_STRIDE, FINE_ROWS, ROW_BATCH_ROWS, Comparer, Scope, Side, TableDrift, both, bucket_sums, differing_buckets,
     family_rows, fine_buckets, family_sums, hashable_types, multiset_diff, physical_rows, planned_bounds, row_hashes,
     stored_bounds)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import KeyRange, usable_keys
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.changed_rows import (
-    ChangeComparer, compare_by_changes, hunted_rows, keyless_changes, source_changes, source_snapshot,
+    CHANGES_ROWS, ChangeComparer, compare_by_changes, hunted_rows, keyless_changes, source_changes, source_snapshot,
     usable_since)
 
 TEXT_KEY_TYPES = ('text', 'varchar', 'bpchar')
@@ -422,7 +422,8 @@ class Catchup:
         bounds = stored_bounds(self.plans.get(scope.source_table), scope.key)
         if bounds is None:
             bounds = planned_bounds(side, scope, est_rows, nbytes // 8192)
-        scope.fine = fine_buckets(est_rows, len(bounds) + 1)
+        by_changes = scope.source_table in self.since
+        scope.fine = fine_buckets(est_rows, len(bounds) + 1, CHANGES_ROWS if by_changes else FINE_ROWS)
         return bounds
 
     def _family_first_pass(self, items: Sequence[CatchupItem]) -> list:

@@ -58,6 +58,10 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segm
 
 XID_HORIZON = 1 << 30  # transactions since the copy beyond which every row is compared
 LOOKUP_KEYS = 5000  # keys per look-up query
+# rows per sub-bucket aimed at (segment_checksum.fine_buckets): the second scan reads rows by
+# key hash, not whole buckets, so buckets can be 4 times those of a comparison of every row
+# (fewer groups to sum and send); a bucket then rarely holds two deleted keys
+CHANGES_ROWS = 128
 MAX_READINGS = 4  # changed rows of a bucket whose insert-or-update readings are tried (2^4)
 MAX_SUBSET = 3  # deleted keys (or keyless rows) of one bucket told apart by their hash sums at most
 MAX_SUBSET_TRIES = 20000  # sets of target rows tried for one bucket at most

@@ -276,8 +276,8 @@ def side_args(scope: Scope, side: str):
     return scope.target_table, scope.target_only, (sql.SQL(scope.predicate) if scope.predicate else None)
 
 
-def fine_buckets(rows: int, segments: int) -> int:
-    """Sub-buckets per segment: a power of two giving about FINE_ROWS rows each.
+def fine_buckets(rows: int, segments: int, per_bucket: int = FINE_ROWS) -> int:
+    """Sub-buckets per segment: a power of two giving about ``per_bucket`` rows each.
 
     Drift spread over a table (0.1% of random rows) touches nearly every group of a few
     thousand rows, so the first pass must tell apart groups small enough that most of them
@@ -286,7 +286,7 @@ def fine_buckets(rows: int, segments: int) -> int:
     aggregate entry per 32 rows."""
     per_segment = max(1, int(rows)) // max(1, segments)
     fine = 1
-    while fine * FINE_ROWS < per_segment and fine < MAX_FINE:
+    while fine * per_bucket < per_segment and fine < MAX_FINE:
         fine *= 2
     return fine
 
