@@ -37,7 +37,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.copy import l
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.columns import ColumnMapping
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_copy import (
     _fault, ByteCounter, CopyFailed, CopyTask, abort_target, configure_target_transaction,
-    stream_copy)
+    stream_copies, stream_copy)
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
     RangeDiff, Scope, key_match)
 
@@ -224,29 +224,47 @@ def repair_many(src_conn, tgt_conn, jobs: Sequence[RepairJob], ledger_schema: st
             # never wait for each other in a cycle)
             tcur.execute(lock_statement_many(sorted({(jobs[j].task.target_schema, jobs[j].scope.target_table)
                                                      for j in members})))
-            for j in members:
-                job = jobs[j]
-                ranges = [rng for i, rng in batch if i == j]
-                keys = [k for rng in ranges for k in rng.keys]
-                _lock, delete, copy_out, copy_in = repair_statements(
-                    job.scope, job.mapping, job.task.source_schema, job.task.target_schema, keys)
-                tcur.execute(delete)
-                deleted = max(0, tcur.rowcount)
-                src_conn.rollback()  # the source snapshot of the COPY starts after the lock
-                src_rows, tgt_rows = stream_copy(src_conn, tcur, copy_out, copy_in, counter)
-                if src_rows is not None and tgt_rows is not None and src_rows != tgt_rows:
+            for group in _copy_groups(jobs, members):
+                ranges = {j: [rng for i, rng in batch if i == j] for j in group}
+                deleted, copy_outs = {}, []
+                for j in group:
+                    job = jobs[j]
+                    _lock, delete, copy_out, copy_in = repair_statements(
+                        job.scope, job.mapping, job.task.source_schema, job.task.target_schema,
+                        [k for rng in ranges[j] for k in rng.keys])
+                    tcur.execute(delete)
+                    deleted[j] = max(0, tcur.rowcount)
+                    copy_outs.append(copy_out)
+                src_conn.rollback()  # the source snapshots of the COPYs start after the lock
+                # the slices of one target table: ONE target COPY (a distributed statement on
+                # Citus) of their source COPYs in turn
+                src_rows, tgt_rows = stream_copies(src_conn, tcur, copy_outs, copy_in, counter,
+                                                   jobs[group[0]].mapping.binary)
+                if None not in src_rows and tgt_rows is not None and sum(src_rows) != tgt_rows:
                     raise CopyFailed('row count mismatch: source sent %d rows, target received %d'
-                                     % (src_rows, tgt_rows))
-                copied = tgt_rows if tgt_rows is not None else (src_rows or 0)
-                _log(tcur, ledger_schema, source_id, job.task, [rng.range.encode() for rng in ranges],
-                     deleted, copied, runner)
-                done[j] = (len(ranges), deleted, copied)
+                                     % (sum(src_rows), tgt_rows))
+                for j, sent in zip(group, src_rows):
+                    copied = sent if sent is not None else (tgt_rows if len(group) == 1 else 0) or 0
+                    _log(tcur, ledger_schema, source_id, jobs[j].task, [rng.range.encode() for rng in ranges[j]],
+                         deleted[j], copied, runner)
+                    done[j] = (len(ranges[j]), deleted[j], copied)
         for j, (nranges, deleted, copied) in done.items():
             outcomes[j].transactions += 1
             outcomes[j].ranges += nranges
             outcomes[j].rows_deleted += deleted
             outcomes[j].rows_copied += copied
     return outcomes
+
+
+def _copy_groups(jobs: Sequence[RepairJob], members: Sequence[int]) -> List[List[int]]:
+    """The batch's jobs (in their order) grouped by the target COPY they can share: the same
+    target table and columns, copied the same way (the slices of a drop-child parent)."""
+    groups: dict = {}
+    for j in members:
+        job = jobs[j]
+        key = (job.task.target_schema, job.scope.target_table, tuple(job.mapping.columns), job.mapping.binary)
+        groups.setdefault(key, []).append(j)
+    return list(groups.values())
 
 
 def _piece_batches(pieces: Sequence[Tuple[int, RangeDiff]], limit: Optional[int] = None

@@ -28,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass
 import re
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 try:
     from psycopg2 import sql
@@ -357,8 +357,54 @@ def _rollback_quietly(conn) -> None:
         pass
 
 
+BINARY_TRAILER = b'\xff\xff'  # a binary COPY stream's end: a tuple of -1 fields
+
+
+class _JoinedStreams:
+    """Several binary COPY streams written as one: the first's header, every stream's rows,
+    the last's trailer (the header of the others, and the trailer of all but the last, are
+    dropped). ``start(i)`` before stream i, ``end()`` after it."""
+
+    def __init__(self, out, streams: int):
+        self.out, self.streams, self.index = out, streams, 0
+        self._head = b''  # the start of a header being skipped
+        self._skipping = False
+        self._held = b''  # the last bytes written: the trailer, if the stream ends there
+
+    def start(self, index: int) -> None:
+        self.index, self._skipping, self._head, self._held = index, index > 0, b'', b''
+
+    def write(self, data) -> int:
+        size = len(data)
+        data = bytes(data)
+        if self._skipping:  # signature (11 bytes), flags (4), extension length (4) + extension
+            self._head += data
+            if len(self._head) < 19 or len(self._head) < 19 + int.from_bytes(self._head[15:19], 'big'):
+                return size
+            data = self._head[19 + int.from_bytes(self._head[15:19], 'big'):]
+            self._skipping, self._head = False, b''
+        if self.index < self.streams - 1:
+            data = self._held + data
+            self._held, data = data[-2:], data[:-2]
+        if data:
+            self.out.write(data)
+        return size
+
+    def end(self) -> None:
+        if self.index < self.streams - 1 and self._held != BINARY_TRAILER:
+            raise CopyFailed('a binary COPY stream did not end with its trailer')
+
+
 def stream_copy(src_conn, tcur, copy_out, copy_in, counter: ByteCounter):
     """Run both COPYs concurrently through a pipe; returns (source rows, target rows)."""
+    rows, target_rows = stream_copies(src_conn, tcur, [copy_out], copy_in, counter, binary=False)
+    return rows[0], target_rows
+
+
+def stream_copies(src_conn, tcur, copy_outs: Sequence, copy_in, counter: ByteCounter, binary: bool):
+    """Like stream_copy, with several source COPYs (in turn, each in a snapshot of its own)
+    into ONE target COPY; returns ([source rows of each], target rows). ``binary``: the
+    streams are binary COPY data, joined as one stream (``_JoinedStreams``)."""
     read_fd, write_fd = os.pipe()
     try:
         fcntl.fcntl(write_fd, F_SETPIPE_SZ, PIPE_SIZE)
@@ -370,11 +416,18 @@ def stream_copy(src_conn, tcur, copy_out, copy_in, counter: ByteCounter):
 
     def produce() -> None:
         writer = os.fdopen(write_fd, 'wb', buffering=PIPE_SIZE)
+        joined = _JoinedStreams(writer, len(copy_outs)) if binary and len(copy_outs) > 1 else None
+        outcome['rows'] = []
         try:
-            with src_conn.cursor() as scur:
-                scur.copy_expert(copy_out, writer, size=CHUNK)
-                outcome['rows'] = scur.rowcount if scur.rowcount >= 0 else None
-            src_conn.rollback()
+            for i, copy_out in enumerate(copy_outs):
+                if joined is not None:
+                    joined.start(i)
+                with src_conn.cursor() as scur:
+                    scur.copy_expert(copy_out, joined or writer, size=CHUNK)
+                    outcome['rows'].append(scur.rowcount if scur.rowcount >= 0 else None)
+                if joined is not None:
+                    joined.end()
+                src_conn.rollback()
         except BaseException as exc:  # reported by the main thread
             outcome['error'] = exc
             outcome['after_cancel'] = cancel_sent.is_set()
