@@ -62,6 +62,7 @@ LOOKUP_KEYS = 5000  # keys per look-up query
 # key hash, not whole buckets, so buckets can be 4 times those of a comparison of every row
 # (fewer groups to sum and send); a bucket then rarely holds two deleted keys
 CHANGES_ROWS = 128
+MAX_HUNTED = 50000  # key hashes one target scan asks for at most (see ChangeComparer.wanted)
 MAX_READINGS = 4  # changed rows of a bucket whose insert-or-update readings are tried (2^4)
 MAX_SUBSET = 3  # deleted keys (or keyless rows) of one bucket told apart by their hash sums at most
 MAX_SUBSET_TRIES = 20000  # sets of target rows tried for one bucket at most
@@ -166,8 +167,9 @@ def hunted_rows(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[s
 
     The scan tests each row's key hash only (a hash look-up in the wanted set; a bucket read
     whole by its fine part, then its member's predicate); the bucket, a CASE over the
-    family's predicates, is computed for the rows returned. Rows outside the flagged buckets
-    (a hash or fine part shared by chance) are dropped here."""
+    family's predicates, is computed for the rows returned. A row returned for a shared hash
+    or fine part lands in its own bucket: ``settle`` reads only the flagged ones, and a flagged
+    bucket's extra rows (neither changed keys nor of the deleted hash) change nothing."""
     first = scopes[0]
     kh = KEY_HASH  # computed once per row (hashed_rows)
     if len(scopes) == 1:
@@ -206,8 +208,9 @@ class _Outcome:
 
 class ChangeComparer:
     """One scope's comparison by changes: ``flagged`` (after both scans) returns the buckets
-    whose target rows are needed; ``settle`` (given them) returns the drift. The two steps
-    let the slices of one target table read their rows with one scan."""
+    to look at, ``wanted`` the target rows they need (by key hash, or whole buckets), and
+    ``settle`` (given those rows, ``hunted_rows``) returns the drift. The steps let the slices
+    of one target table read their rows with one scan."""
 
     def __init__(self, src: Side, tgt: Side, scope: Scope, bounds: Sequence[str]):
         self.src, self.tgt, self.scope, self.bounds = src, tgt, scope, list(bounds)
@@ -235,7 +238,9 @@ class ChangeComparer:
         minus the inserted ones, the inserted being some of the bucket's changed rows, so
         every reading of which of them are new that leaves one deleted key gives a candidate
         (a wrong one matches nothing). A bucket where no reading leaves at most one deleted
-        key (or with more than MAX_READINGS changed rows) is read whole."""
+        key (or with more than MAX_READINGS changed rows) is read whole; so is every flagged
+        bucket when more than MAX_HUNTED hashes would be asked for (a table much changed since
+        its copy: the query names buckets by their sub-bucket bits instead, at most MAX_FINE)."""
         by_bucket = self._changed_by_bucket()
         hashes: Set[int] = set()
         whole: Set[int] = set()
@@ -260,6 +265,8 @@ class ChangeComparer:
                         readable = True
             if not readable:
                 whole.add(b)
+        if len(hashes) > MAX_HUNTED:  # much changed: read the flagged buckets whole (a bounded query)
+            hashes, whole = set(), set(self._flagged)
         self._whole = whole
         return hashes, whole
 
