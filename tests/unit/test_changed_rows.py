@@ -258,10 +258,11 @@ def _rows(*hashes):
 def _subsets(target, changed, unchanged):
     """(settled, hashes to copy, hashes to delete) of one bucket whose source holds the
     ``unchanged`` row hashes and the ``changed`` rows."""
-    copy, delete = [], []
     sums = (len(unchanged) + len(changed), sum(unchanged) + sum(r[2] for r in changed))
-    settled = _settle_by_subsets(target, changed, sums, copy, delete)
-    return settled, sorted(r[2] for r in copy), sorted(r[2] for r in delete)
+    told = _settle_by_subsets(target, changed, sums)
+    if told is None:
+        return False, [], []
+    return True, sorted(r[2] for r in told[0]), sorted(r[2] for r in told[1])
 
 
 def test_an_update_in_one_keyless_bucket_is_told_by_the_target_rows():

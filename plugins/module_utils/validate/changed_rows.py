@@ -428,10 +428,11 @@ def _physical_query(side: Side, scope: Scope, which: str, mask: int, buckets: Se
         rows=rows, b=sql.Literal(list(buckets)))
 
 
-def _settle_by_subsets(target: List[Physical], changed: List[Physical], source_sums: Tuple[int, int],
-                       copy: List[Physical], delete: List[Physical]) -> bool:
-    """Settle a keyless bucket from its target rows, the source's changed rows and the
-    source's sums, without reading its source rows; False when they do not tell it.
+def _settle_by_subsets(target: List[Physical], changed: List[Physical], source_sums: Tuple[int, int]
+                       ) -> Optional[Tuple[List[Physical], List[Physical]]]:
+    """(rows to copy, rows to delete) of a keyless bucket, told from its target rows, the
+    source's changed rows and the source's sums without reading its source rows; None when
+    they do not tell it.
 
     The source's unchanged rows were copied and are on the target, so the target rows
     that are not among them (R) are those deleted since the copy plus changed rows the copy
@@ -444,19 +445,23 @@ def _settle_by_subsets(target: List[Physical], changed: List[Physical], source_s
     size = len(target) - sn + len(changed)
     total = sum(r[2] for r in target) - sk + sum(r[2] for r in changed)
     if not 0 <= size <= min(MAX_SUBSET, len(target)) or comb(len(target), size) > MAX_SUBSET_TRIES:
-        return False
+        return None
     found = {tuple(sorted(pick)) for pick in combinations([r[2] for r in target], size) if sum(pick) == total}
     if len(found) != 1:
-        return False
+        return None
     extra = Counter(found.pop())
     new = Counter(r[2] for r in changed)
-    to_delete, to_copy = extra - new, new - extra
-    for rows, wanted, out in ((target, to_delete, delete), (changed, to_copy, copy)):
-        for row in rows:
-            if wanted[row[2]] > 0:
-                wanted[row[2]] -= 1
-                out.append(row)
-    return True
+    return _take(changed, new - extra), _take(target, extra - new)
+
+
+def _take(rows: List[Physical], wanted: Counter) -> List[Physical]:
+    """Rows of ``rows`` with the wanted row hashes, as many of each as wanted."""
+    out = []
+    for row in rows:
+        if wanted[row[2]] > 0:
+            wanted[row[2]] -= 1
+            out.append(row)
+    return out
 
 
 def bucket_sums_by_row(side: Side, scope: Scope, mask: int) -> Dict[int, Tuple[int, int]]:
@@ -562,8 +567,15 @@ def keyless_changes(src: Side, tgt: Side, scope: Scope, since: int,
             (copy if k < 0 else delete).extend(told[:abs(k)])
         else:
             unresolved.append(b)
-    unresolved = [b for b in unresolved
-                  if not _settle_by_subsets(target.get(b, []), changed.get(b, []), s_sums.get(b, (0, 0)), copy, delete)]
+    left = []
+    for b in unresolved:
+        told = _settle_by_subsets(target.get(b, []), changed.get(b, []), s_sums.get(b, (0, 0)))
+        if told is None:
+            left.append(b)
+        else:
+            copy += told[0]
+            delete += told[1]
+    unresolved = left
     if unresolved:
         source: Dict[int, List[Physical]] = {}
         for b, oid, ctid, h in src.fetch(_physical_query(src, scope, 'source', mask, buckets=unresolved), text=text):
