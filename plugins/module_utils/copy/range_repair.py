@@ -243,8 +243,10 @@ def repair_many(src_conn, tgt_conn, jobs: Sequence[RepairJob], ledger_schema: st
                 if None not in src_rows and tgt_rows is not None and sum(src_rows) != tgt_rows:
                     raise CopyFailed('row count mismatch: source sent %d rows, target received %d'
                                      % (sum(src_rows), tgt_rows))
+                if len(group) == 1 and tgt_rows is not None:
+                    src_rows = [tgt_rows]  # one slice: what the target received, as before
                 for j, sent in zip(group, src_rows):
-                    copied = sent if sent is not None else (tgt_rows if len(group) == 1 else 0) or 0
+                    copied = sent or 0
                     _log(tcur, ledger_schema, source_id, jobs[j].task, [rng.range.encode() for rng in ranges[j]],
                          deleted[j], copied, runner)
                     done[j] = (len(ranges[j]), deleted[j], copied)

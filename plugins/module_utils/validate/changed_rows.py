@@ -206,6 +206,19 @@ class _Outcome:
     extra: Set[Key] = field(default_factory=set)
 
 
+def _compared(changed: Dict[Key, Tuple[int, int]], target: Dict[Key, Tuple[int, int]]) -> _Outcome:
+    """The changed source rows (key -> (key hash, row hash)) against the target rows known of
+    their bucket: missing there, or different."""
+    outcome = _Outcome()
+    for key, (_kh, rh) in changed.items():
+        found = target.get(key)
+        if found is None:
+            outcome.missing.add(key)
+        elif found[1] != rh:
+            outcome.changed.add(key)
+    return outcome
+
+
 class ChangeComparer:
     """One scope's comparison by changes: ``flagged`` (after both scans) returns the buckets
     to look at, ``wanted`` the target rows they need (by key hash, or whole buckets), and
@@ -297,18 +310,10 @@ class ChangeComparer:
     def _settle_known(self, b: int, changed: Dict[Key, Tuple[int, int]], found: Dict[Key, Tuple[int, int]]):
         """(outcome, None, or {} for row by row) of a flagged bucket of which only the target
         rows ``wanted`` named are known: those of the changed keys and of candidate hashes."""
-        outcome = _Outcome()
-        held = []  # key hashes of the changed keys the target holds
-        for key, (kh, rh) in changed.items():
-            got = found.get(key)
-            if got is None:
-                outcome.missing.add(key)
-            else:
-                held.append(kh)
-                if got[1] != rh:
-                    outcome.changed.add(key)
+        outcome = _compared(changed, found)
         if any(rh == DUPLICATE for _kh, rh in found.values()):
             return outcome, {}
+        held = [kh for key, (kh, _rh) in changed.items() if key in found]  # changed keys the target holds
         sn, sk = self.source.sums.get(b, (0, 0))
         tn, tk = self.target.get(b, (0, 0))
         # the target's keys are the source's unchanged ones, the changed ones it holds, and the deleted
@@ -324,13 +329,7 @@ class ChangeComparer:
 
     def _settle_bucket(self, b: int, changed: Dict[Key, Tuple[int, int]], target: Dict[Key, Tuple[int, int]]):
         """(outcome, target keys still to tell apart or None) of one flagged bucket."""
-        outcome = _Outcome()
-        for key, (_kh, rh) in changed.items():
-            found = target.get(key)
-            if found is None:
-                outcome.missing.add(key)
-            elif found[1] != rh:
-                outcome.changed.add(key)
+        outcome = _compared(changed, target)
         if any(rh == DUPLICATE for _kh, rh in target.values()):
             return outcome, {}  # a key held twice: this bucket row by row (see _look_up)
         others = {k: kh for k, (kh, _rh) in target.items() if k not in changed}
@@ -464,14 +463,20 @@ def _take(rows: List[Physical], wanted: Counter) -> List[Physical]:
     return out
 
 
+def _row_hash_sums(side: Side, scope: Scope, which: str, mask: int, extra=sql.SQL('') if sql else None):
+    """SQL: count and row hash sum per row-hash bucket of a keyless scope's rows on one side
+    (``extra``: more output columns, NULL here). The row hash once per row: a subquery the
+    planner keeps (OFFSET 0), not once for the bucket and again for the sum."""
+    table, only, fixed = side_args(scope, which)
+    return sql.SQL('SELECT h & {m}, count(*), COALESCE(sum(h), 0)::text{extra} FROM (SELECT {rh} AS h '
+                   'FROM {rel}{where} OFFSET 0) AS icds_rows GROUP BY 1').format(
+        m=sql.Literal(mask), extra=extra, rh=row_hash(scope.columns, scope.hash_mode),
+        rel=relation(side.schema, table, only), where=where_clause([fixed]))
+
+
 def bucket_sums_by_row(side: Side, scope: Scope, mask: int) -> Dict[int, Tuple[int, int]]:
     """Count and row hash sum per row-hash bucket of a keyless scope's target rows."""
-    table, only, fixed = side_args(scope, 'target')
-    # the row hash once per row (a subquery the planner keeps: OFFSET 0)
-    query = sql.SQL('SELECT h & {m}, count(*), COALESCE(sum(h), 0)::text FROM (SELECT {rh} AS h '
-                    'FROM {rel}{where} OFFSET 0) AS icds_rows GROUP BY 1').format(
-        m=sql.Literal(mask), rh=row_hash(scope.columns, scope.hash_mode), rel=relation(side.schema, table, only),
-        where=where_clause([fixed]))
+    query = _row_hash_sums(side, scope, 'target', mask)
     return {b: (int(n), int(total)) for b, n, total in side.fetch(query, text=needs_text(scope))}
 
 
@@ -516,13 +521,10 @@ def keyless_changes(src: Side, tgt: Side, scope: Scope, since: int,
     bucket = sql.SQL('({} & {})').format(rh, sql.Literal(mask))
     table, only, _fixed = side_args(scope, 'source')
     rel = relation(src.schema, table, only)
-    # the row hash once per row (a subquery the planner keeps: OFFSET 0), not once for the
-    # bucket and again for the sum
-    source_query = sql.SQL('SELECT h & {m}, count(*), COALESCE(sum(h), 0)::text, NULL::int8, NULL::text, NULL::int8 '
-                           'FROM (SELECT {rh} AS h FROM {rel} OFFSET 0) AS icds_rows GROUP BY 1 '
-                           'UNION ALL SELECT {b}, NULL, NULL, tableoid::int8, ctid::text, {rh} '
+    source_query = sql.SQL('{sums} UNION ALL SELECT {b}, NULL, NULL, tableoid::int8, ctid::text, {rh} '
                            'FROM {rel} WHERE {ch}').format(
-        m=sql.Literal(mask), b=bucket, rh=rh, rel=rel, ch=_changed(since))
+        sums=_row_hash_sums(src, scope, 'source', mask, sql.SQL(', NULL::int8, NULL::text, NULL::int8')),
+        b=bucket, rh=rh, rel=rel, ch=_changed(since))
     text = needs_text(scope)
     s_sums: Dict[int, Tuple[int, int]] = {}
     changed: Dict[int, List[Physical]] = {}
