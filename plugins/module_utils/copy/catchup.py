@@ -416,13 +416,13 @@ class Catchup:
         return (scope.source_table in self.since and scope.target_table not in self.citus_tables
                 and rows <= KEYLESS_ROWS)
 
-    def _bounds(self, side: Side, scope: Scope) -> List[str]:
-        """The scope's segment bounds; sets its sub-buckets per segment for its rows."""
+    def _bounds(self, side: Side, scope: Scope, by_changes: bool) -> List[str]:
+        """The scope's segment bounds; sets its sub-buckets per segment for its rows (bigger
+        when it is compared ``by_changes``: see CHANGES_ROWS)."""
         est_rows, nbytes = self.estimates.get(scope.source_table, (0, 0))
         bounds = stored_bounds(self.plans.get(scope.source_table), scope.key)
         if bounds is None:
             bounds = planned_bounds(side, scope, est_rows, nbytes // 8192)
-        by_changes = scope.source_table in self.since
         scope.fine = fine_buckets(est_rows, len(bounds) + 1, CHANGES_ROWS if by_changes else FINE_ROWS)
         return bounds
 
@@ -438,9 +438,10 @@ class Catchup:
         scopes = [i.scope for i in items]
         for sc in scopes:
             sc.rows = self.estimates.get(sc.source_table, (0, 0))[0]
-        bounds = [self._bounds(side_src, sc) if sc.key else [] for sc in scopes]
-        if all(sc.key and sc.source_table in self.since for sc in scopes) \
-                and len({sc.key_columns for sc in scopes}) == 1:
+        by_changes = all(sc.key and sc.source_table in self.since for sc in scopes) \
+            and len({sc.key_columns for sc in scopes}) == 1
+        bounds = [self._bounds(side_src, sc, by_changes) if sc.key else [] for sc in scopes]
+        if by_changes:
             return self._family_by_changes(side_src, side_tgt, scopes, bounds)
         sources, targets = both(
             lambda: [bucket_sums(side_src, sc, 'source', b, fine=bool(sc.key)) for sc, b in zip(scopes, bounds)],
@@ -558,10 +559,10 @@ class Catchup:
             drift = comparer.segments(first[0], first[1])
         elif scope.source_table in self.since:
             result.compared = 'changes'
-            drift = compare_by_changes(comparer.src, comparer.tgt, scope, self._bounds(comparer.src, scope),
+            drift = compare_by_changes(comparer.src, comparer.tgt, scope, self._bounds(comparer.src, scope, True),
                                        self.since[scope.source_table], both)
         else:
-            drift = comparer.segments(self._bounds(comparer.src, scope))
+            drift = comparer.segments(self._bounds(comparer.src, scope, False))
         self._record_drift(result, drift)
         if keyless is not None:
             result.rows_to_repair = len(keyless[0]) + len(keyless[1])
