@@ -141,6 +141,7 @@ def compare_big_table(src, tgt, table: str, target: str) -> Dict:
         since = ledger.source_xmins(cur, ledger.DEFAULT_LEDGER_SCHEMA, _source_id(tgt), [table]).get(table)
     tgt.rollback()
     if since is not None:
+        scope.fine = sc.fine_buckets(rows, len(bounds) + 1, changed_rows.CHANGES_ROWS)  # as the catch-up sizes them
         t0 = time.monotonic()
         by_changes = changed_rows.compare_by_changes(side_src, side_tgt, scope, bounds, since, sc.both)
         took = time.monotonic() - t0
