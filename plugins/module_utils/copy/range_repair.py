@@ -40,6 +40,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_co
     stream_copies, stream_copy)
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
     RangeDiff, Scope, key_match)
+from ansible_collections.icds.citus_migration.plugins.module_utils.validate.sql_arrays import array_literal
 
 REPAIR_BATCH_ROWS = 20000  # differing rows replaced per target transaction (whole ranges)
 
@@ -143,18 +144,18 @@ def repair_rows(src_conn, tgt_conn, task: CopyTask, scope: Scope, mapping: Colum
     target = sql.SQL('{}.{}').format(sql.Identifier(task.target_schema), sql.Identifier(scope.target_table))
     cols = sql.SQL(', ').join(sql.Identifier(c) for c in mapping.columns)
     fmt = sql.SQL('(FORMAT binary)' if mapping.binary else '(FORMAT text)')
-    delete_sql = sql.SQL('DELETE FROM {}{} AS icds_t USING unnest({}::oid[], {}::tid[], {}::int8[]) '
+    delete_sql = sql.SQL('DELETE FROM {}{} AS icds_t USING unnest({}, {}, {}) '
                          'AS icds_d(icds_oid, icds_tid, icds_hash) WHERE icds_t.tableoid = icds_d.icds_oid '
                          'AND icds_t.ctid = icds_d.icds_tid AND {} = icds_d.icds_hash').format(
         sql.SQL('ONLY ') if scope.target_only else sql.SQL(''), target,
-        sql.Literal([d[0] for d in delete]), sql.Literal([d[1] for d in delete]),
-        sql.Literal([d[2] for d in delete]), _qualified_hash('icds_t', scope))
-    copy_out = sql.SQL('COPY (SELECT {} FROM ONLY {}.{} AS icds_s JOIN unnest({}::tid[], {}::int8[]) '
+        array_literal([d[0] for d in delete], 'oid'), array_literal([d[1] for d in delete], 'tid'),
+        array_literal([d[2] for d in delete], 'int8'), _qualified_hash('icds_t', scope))
+    copy_out = sql.SQL('COPY (SELECT {} FROM ONLY {}.{} AS icds_s JOIN unnest({}, {}) '
                        'AS icds_d(icds_tid, icds_hash) ON icds_s.ctid = icds_d.icds_tid AND {} = icds_d.icds_hash) '
                        'TO STDOUT {}').format(
         sql.SQL(', ').join(sql.Identifier('icds_s', c) for c in mapping.columns),
         sql.Identifier(task.source_schema), sql.Identifier(scope.source_table),
-        sql.Literal([c[1] for c in copy]), sql.Literal([c[2] for c in copy]),
+        array_literal([c[1] for c in copy], 'tid'), array_literal([c[2] for c in copy], 'int8'),
         _qualified_hash('icds_s', scope), fmt)
     copy_in = sql.SQL('COPY {} ({}) FROM STDIN {}').format(target, cols, fmt)
     outcome = RepairOutcome()

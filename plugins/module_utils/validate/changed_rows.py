@@ -55,6 +55,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segm
     DUPLICATE, FAMILY_STRIDE, KEY_HASH, RangeDiff, Scope, Side, SideQueryFailed, TableDrift, bucket_expr,
     family_bucket_expr, hashed_rows, relation, side_args, where_clause, bucket_sums, diff_rows, key_match,
     multiset_diff, needs_text, row_hash, row_hashes)
+from ansible_collections.icds.citus_migration.plugins.module_utils.validate.sql_arrays import array_literal
 
 XID_HORIZON = 1 << 30  # transactions since the copy beyond which every row is compared
 LOOKUP_KEYS = 5000  # keys per look-up query
@@ -179,11 +180,11 @@ def hunted_rows(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[s
         table, only, fixed = first.target_table, first.target_only, None
         bucket = family_bucket_expr(scopes, bounds, kh)
     hashes = sorted(set().union(*(h for h, _w in wanted)))
-    tests = [sql.SQL('{} = ANY({}::int8[])').format(kh, sql.Literal(hashes))] if hashes else []
+    tests = [sql.SQL('{} = ANY({})').format(kh, array_literal(hashes, 'int8'))] if hashes else []
     for scope, (_h, whole) in zip(scopes, wanted):
         if whole:
-            part = sql.SQL('({} & {}) = ANY({}::int8[])').format(
-                kh, sql.Literal(scope.fine - 1), sql.Literal(sorted({b % scope.fine for b in whole})))
+            part = sql.SQL('({} & {}) = ANY({})').format(
+                kh, sql.Literal(scope.fine - 1), array_literal(sorted({b % scope.fine for b in whole}), 'int8'))
             tests.append(part if len(scopes) == 1 else sql.SQL('({} AND ({}))').format(part, sql.SQL(scope.predicate)))
     query = sql.SQL('SELECT {b}, {kh}, {rh}, {k} FROM {rows} WHERE {tests}').format(
         b=bucket, kh=kh, rh=row_hash(first.columns, first.hash_mode),
@@ -423,8 +424,8 @@ def _physical_query(side: Side, scope: Scope, which: str, mask: int, buckets: Se
     rh = row_hash(scope.columns, scope.hash_mode)
     rows = sql.SQL('SELECT {rh} & {m} AS b, tableoid::int8 AS o, ctid AS c, {rh} AS h FROM {rel}{where}').format(
         rh=rh, m=sql.Literal(mask), rel=relation(side.schema, table, only), where=where_clause([fixed]))
-    return sql.SQL('SELECT b, o, c::text, h FROM ({rows} OFFSET 0) AS icds_rows WHERE b = ANY({b}::int8[])').format(
-        rows=rows, b=sql.Literal(list(buckets)))
+    return sql.SQL('SELECT b, o, c::text, h FROM ({rows} OFFSET 0) AS icds_rows WHERE b = ANY({b})').format(
+        rows=rows, b=array_literal(buckets, 'int8'))
 
 
 def _settle_by_subsets(target: List[Physical], changed: List[Physical], source_sums: Tuple[int, int]
@@ -490,14 +491,15 @@ def _keyless_target_query(tgt: Side, scope: Scope, mask: int, s_sums: Dict[int, 
         'WITH icds_rows AS MATERIALIZED (SELECT h & {m} AS b, o, c, h FROM (SELECT {rh} AS h, tableoid::int8 AS o, '
         'ctid AS c FROM {rel}{where} OFFSET 0) AS icds_hashed), '
         'icds_sums AS (SELECT b, count(*) AS n, COALESCE(sum(h), 0) AS k FROM icds_rows GROUP BY b), '
-        'icds_source AS (SELECT * FROM unnest({sb}::int8[], {sn}::int8[], {sk}::numeric[]) AS s(b, n, k)), '
+        'icds_source AS (SELECT * FROM unnest({sb}, {sn}, {sk}) AS s(b, n, k)), '
         'icds_differ AS (SELECT COALESCE(t.b, s.b) AS b FROM icds_sums AS t FULL JOIN icds_source AS s ON t.b = s.b '
         'WHERE t.n IS DISTINCT FROM s.n OR t.k IS DISTINCT FROM s.k) '
         'SELECT b, n, k::text, NULL::int8, NULL::text, NULL::int8 FROM icds_sums '
         'UNION ALL SELECT b, NULL, NULL, o, c::text, h FROM icds_rows WHERE b IN (SELECT b FROM icds_differ)').format(
         m=sql.Literal(mask), rh=row_hash(scope.columns, scope.hash_mode), rel=relation(tgt.schema, t_table, t_only),
-        where=where_clause([t_fixed]), sb=sql.Literal(buckets), sn=sql.Literal([s_sums[b][0] for b in buckets]),
-        sk=sql.Literal([str(s_sums[b][1]) for b in buckets]))
+        where=where_clause([t_fixed]), sb=array_literal(buckets, 'int8'),
+        sn=array_literal([s_sums[b][0] for b in buckets], 'int8'),
+        sk=array_literal([s_sums[b][1] for b in buckets], 'numeric'))
 
 
 def keyless_changes(src: Side, tgt: Side, scope: Scope, since: int,

@@ -41,6 +41,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_rang
     KeyRange, SUPPORTED_TYPES, is_key_part, plan_bounds, ranges_from_bounds)
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.compare import (
     TEXT_SETTINGS)
+from ansible_collections.icds.citus_migration.plugins.module_utils.validate.sql_arrays import array_literal
 
 SEGMENT_ROWS = 10000       # rows per planned segment of a table without a stored plan
 MAX_SEGMENTS = 4096        # bounds in one width_bucket array
@@ -295,8 +296,8 @@ def bucket_expr(scope: Scope, bounds: Sequence[str], fine: bool = False, key_has
     """The segment number of a row (0 without bounds); ``fine``: segment * scope.fine + a
     hash of the row's key modulo scope.fine, so that a segment's few changed rows are found
     by fetching the rows of the few sub-buckets that differ, not the whole segment."""
-    segment = sql.SQL('0') if not bounds else sql.SQL('width_bucket({}, {}::{}[])').format(
-        sql.Identifier(scope.key), sql.Literal(list(bounds)), key_cast(scope))
+    segment = sql.SQL('0') if not bounds else sql.SQL('width_bucket({}, {})').format(
+        sql.Identifier(scope.key), array_literal(bounds, key_cast(scope)))
     if not fine:
         return segment
     return sql.SQL('({} * {} + ({} & {}))').format(segment, sql.Literal(scope.fine),
@@ -351,8 +352,8 @@ def row_hashes(side: Side, scope: Scope, which: str, span: KeyRange,
     if only_buckets is not None:
         # int8[]: bigint = ANY(int4[]) is a cross-type operator, which PostgreSQL does not
         # hash: every row would be compared with each wanted bucket in turn
-        conditions.append(sql.SQL('{} = ANY({}::int8[])').format(
-            bucket_expr(scope, bounds, fine), sql.Literal(list(only_buckets))))
+        conditions.append(sql.SQL('{} = ANY({})').format(
+            bucket_expr(scope, bounds, fine), array_literal(only_buckets, 'int8')))
     keys = sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in scope.key_columns)
     query = sql.SQL('SELECT {b}, {h}, {k} FROM {rel}{where}').format(
         b=bucket_expr(scope, bounds, fine), k=keys, h=value_hash(scope, value),
@@ -396,14 +397,16 @@ def key_match(scope: Scope, keys: Sequence[Tuple[str, ...]]):
     for typ in scope.key_types:  # from format_type(): spliced into SQL as a type name
         if not typ or ';' in typ or '--' in typ:
             raise MigrationError('unexpected key column type %r of %s' % (typ, scope.source_table))
-    arrays = [sql.SQL('{}::{}[]').format(sql.Literal([k[i] for k in keys]), sql.SQL(typ))
-              for i, typ in enumerate(scope.key_types)]
+    arrays = [array_literal([k[i] for k in keys], typ) for i, typ in enumerate(scope.key_types)]
     if len(scope.key_columns) == 1:
         return sql.SQL('{} = ANY({})').format(sql.Identifier(scope.key_columns[0]), arrays[0])
-    # the leading column's own = ANY lets an index on it, and Citus's shard pruning when it is
-    # the distribution column, narrow the rows before the whole key is matched
+    # the leading column's own = ANY lets Citus prune the shards when it is the distribution
+    # column. Its DISTINCT values: repeated ones (a few supervisors for many keys) make the
+    # planner count each again and expect most of the table, and scan it instead of looking
+    # the keys up by the index (100 ms instead of 11 for 1,200 keys of 6 supervisors)
+    lead = array_literal(sorted({k[0] for k in keys}), scope.key_types[0])
     return sql.SQL('{} = ANY({}) AND ({}) IN (SELECT * FROM unnest({}))').format(
-        sql.Identifier(scope.key_columns[0]), arrays[0],
+        sql.Identifier(scope.key_columns[0]), lead,
         sql.SQL(', ').join(sql.Identifier(c) for c in scope.key_columns), sql.SQL(', ').join(arrays))
 
 
@@ -510,7 +513,7 @@ def family_rows(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[s
     first = scopes[0]
     bucket = family_bucket_expr(scopes, bounds)
     keys = sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in first.key_columns)
-    where = sql.SQL('{} = ANY({}::int8[])').format(bucket, sql.Literal(list(wanted)))
+    where = sql.SQL('{} = ANY({})').format(bucket, array_literal(wanted, 'int8'))
     query = sql.SQL('SELECT {b}, {h}, {k} FROM {rel} WHERE {w}').format(
         b=bucket, h=value_hash(first, value), k=keys,
         rel=relation(side.schema, first.target_table, first.target_only), w=where)
