@@ -102,31 +102,36 @@ def _changed(since: int):
 
 
 def source_changes(side: Side, scope: Scope, bounds: Sequence[str], since: int) -> SourceChanges:
-    """The scope's source rows read under ONE snapshot (see the module's docstring, steps 1
-    and 2): count and key hash sum per bucket, then the rows changed since ``since``. Two
-    scans in one statement: aggregating the changed rows into arrays per bucket would give
-    every bucket an array state, which the hash aggregate spills to disk."""
+    """The scope's source rows in ONE scan (see the module's docstring, steps 1 and 2):
+    count and key hash sum per bucket, and the rows changed since ``since``.
+
+    The rows are grouped by bucket and by a marker that is NULL for an unchanged row and the
+    row's ctid (as text: tid has no hash operator before PostgreSQL 14) for a changed one, so
+    each changed row is a group of its own whose key and row hash are aggregated only for
+    it (FILTER: computed for changed rows alone). A bucket's sums are those of its groups.
+    Two scans (sums, then the changed rows) cost about 12% more; array aggregates per
+    bucket would give every bucket an array state, which the hash aggregate spills."""
     table, only, fixed = side_args(scope, 'source')
-    kh = row_hash(scope.key_columns, scope.hash_mode)
     rel, where = relation(side.schema, table, only), where_clause([fixed])
-    nulls = sql.SQL(', ').join([sql.SQL('NULL::int8'), sql.SQL('NULL::int8')]
-                               + [sql.SQL('NULL::text') for dummy in scope.key_columns])
-    keys = sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in scope.key_columns)
-    query = sql.SQL('SELECT {hb}, count(*), COALESCE(sum({h}), 0)::text, {nulls} FROM {rows} GROUP BY 1 '
-                    'UNION ALL SELECT {b}, NULL, NULL, {kh}, {rh}, {keys} FROM {rel}{changed}').format(
-        hb=bucket_expr(scope, bounds, True, KEY_HASH), h=KEY_HASH, rows=hashed_rows(rel, where, scope),
-        b=bucket_expr(scope, bounds, True), kh=kh, nulls=nulls, rel=rel, rh=row_hash(scope.columns, scope.hash_mode),
-        keys=keys, changed=where_clause([fixed, _changed(since)]))
+    marker = sql.SQL('CASE WHEN {} THEN ctid::text END AS icds_c').format(_changed(since))
+    mine = sql.SQL(' FILTER (WHERE icds_c IS NOT NULL)')
+    values = [row_hash(scope.columns, scope.hash_mode)] + [
+        sql.SQL('{}::text').format(sql.Identifier(c)) for c in scope.key_columns]
+    query = sql.SQL('SELECT {b}, icds_c IS NULL, count(*), COALESCE(sum({h}), 0)::text, {values} '
+                    'FROM {rows} GROUP BY 1, icds_c').format(
+        b=bucket_expr(scope, bounds, True, KEY_HASH), h=KEY_HASH,
+        values=sql.SQL(', ').join(sql.SQL('min({}){}').format(v, mine) for v in values),
+        rows=hashed_rows(rel, where, scope, marker))
     out = SourceChanges()
     for rec in side.fetch(query, text=needs_text(scope)):
-        bucket_no, n, total = rec[:3]
+        bucket_no, unchanged, n, total = rec[:4]
         if bucket_no is None:
             raise SideQueryFailed('source: rows of %s have no value in the key column %s'
                                   % (table, scope.key))
-        if n is not None:
-            out.sums[bucket_no] = (int(n), int(total))
-        else:
-            out.rows[tuple(rec[5:])] = (bucket_no, int(rec[3]), int(rec[4]))
+        old_n, old_k = out.sums.get(bucket_no, (0, 0))
+        out.sums[bucket_no] = (old_n + int(n), old_k + int(total))
+        if not unchanged:  # one changed row: its key hash is the group's sum
+            out.rows[tuple(rec[5:])] = (bucket_no, int(total), int(rec[4]))
     return out
 
 

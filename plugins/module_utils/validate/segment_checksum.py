@@ -308,16 +308,18 @@ def bucket_expr(scope: Scope, bounds: Sequence[str], fine: bool = False, key_has
 KEY_HASH = sql.Identifier('icds_h') if sql else None  # the key hash column of hashed_rows
 
 
-def hashed_rows(rel, where, scope: Scope):
-    """A FROM item: the rows of ``rel`` with their key hash computed once, as KEY_HASH.
+def hashed_rows(rel, where, scope: Scope, extra=None):
+    """A FROM item: the rows of ``rel`` with their key hash computed once, as KEY_HASH
+    (``extra``: more columns computed there, SQL ending in their names).
 
     Without it a grouped key-hash sum computes the hash twice per row (for the bucket and
     for the sum: PostgreSQL does not share equal expressions), about a third of such a
     scan. The volatile column keeps the planner, and the worker queries of Citus, from
     merging the subquery into the outer query (which would copy the hash back into both
     places); a Citus query pushes it down to the shards like the plain scan."""
-    return sql.SQL('(SELECT *, {kh} AS {name}, random() AS icds_v FROM {rel}{where}) AS icds_k').format(
-        kh=row_hash(scope.key_columns, scope.hash_mode), name=KEY_HASH, rel=rel, where=where)
+    return sql.SQL('(SELECT *, {kh} AS {name}, {extra}random() AS icds_v FROM {rel}{where}) AS icds_k').format(
+        kh=row_hash(scope.key_columns, scope.hash_mode), name=KEY_HASH, rel=rel, where=where,
+        extra=sql.SQL('{}, ').format(extra) if extra is not None else sql.SQL(''))
 
 
 def bucket_query(side: Side, scope: Scope, which: str, bounds: Sequence[str],
