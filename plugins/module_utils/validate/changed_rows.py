@@ -525,21 +525,21 @@ def keyless_changes(src: Side, tgt: Side, scope: Scope, since: int,
     read on the source too and matched row by row (``multiset_diff``)."""
     mask = fine - 1
     rh = row_hash(scope.columns, scope.hash_mode)
-    bucket = sql.SQL('({} & {})').format(rh, sql.Literal(mask))
-    table, only, _fixed = side_args(scope, 'source')
-    rel = relation(src.schema, table, only)
-    source_query = sql.SQL('{sums} UNION ALL SELECT {b}, NULL, NULL, tableoid::int8, ctid::text, {rh} '
-                           'FROM {rel} WHERE {ch}').format(
-        sums=_row_hash_sums(src, scope, 'source', mask, sql.SQL(', NULL::int8, NULL::text, NULL::int8')),
-        b=bucket, rh=rh, rel=rel, ch=_changed(since))
+    table, only, fixed = side_args(scope, 'source')
+    # ONE scan, as in source_changes: a changed row (marked by its ctid) is a group of its own
+    source_query = sql.SQL('SELECT h & {m}, c, count(*), COALESCE(sum(h), 0)::text, min(o) FROM (SELECT {rh} AS h, '
+                           'CASE WHEN {ch} THEN ctid::text END AS c, CASE WHEN {ch} THEN tableoid::int8 END AS o '
+                           'FROM {rel}{where} OFFSET 0) AS icds_rows GROUP BY 1, c').format(
+        m=sql.Literal(mask), rh=rh, ch=_changed(since), rel=relation(src.schema, table, only),
+        where=where_clause([fixed]))
     text = needs_text(scope)
     s_sums: Dict[int, Tuple[int, int]] = {}
     changed: Dict[int, List[Physical]] = {}
-    for b, n, total, oid, ctid, h in src.fetch(source_query, text=text):
-        if n is not None:
-            s_sums[b] = (int(n), int(total))
-        else:
-            changed.setdefault(b, []).append((int(oid), ctid, int(h)))
+    for b, ctid, n, total, oid in src.fetch(source_query, text=text):
+        old_n, old_k = s_sums.get(b, (0, 0))
+        s_sums[b] = (old_n + int(n), old_k + int(total))
+        if ctid is not None:
+            changed.setdefault(b, []).append((int(oid), ctid, int(total)))
     t_sums: Dict[int, Tuple[int, int]] = {}
     target: Dict[int, List[Physical]] = {}  # every target row of the buckets that differ
     if changed:
