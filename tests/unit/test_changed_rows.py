@@ -298,3 +298,22 @@ def test_a_table_much_changed_reads_its_flagged_buckets_whole(monkeypatch):
     rows = {('4',): (B, 404, 1), ('5',): (B, 505, 2), ('6',): (B, 606, 3)}
     comparer = _flagged(_sums(101, 404, 505, 606), _sums(101, 404, 505, 606), rows)
     assert comparer.wanted() == (set(), {B})  # three hashes would be more than two
+
+
+@pytest.mark.parametrize('seed', range(20))
+def test_subsets_summing_finds_exactly_the_sets_that_brute_force_finds(seed):
+    import random
+    from itertools import combinations
+    from ansible_collections.icds.citus_migration.plugins.module_utils.validate.changed_rows import subsets_summing
+    rnd = random.Random(seed)
+    values = [rnd.choice([rnd.randint(-20, 20), rnd.getrandbits(63) - (1 << 62)]) for dummy in range(rnd.randint(0, 25))]
+    for size in range(4):
+        for total in {0, 7, sum(values[:size])} | ({sum(rnd.sample(values, size))} if len(values) >= size else set()):
+            want = [c for c in combinations(range(len(values)), size) if sum(values[i] for i in c) == total]
+            assert sorted(subsets_summing(values, size, total)) == want
+
+
+def test_subsets_summing_refuses_more_than_three_members():
+    from ansible_collections.icds.citus_migration.plugins.module_utils.validate.changed_rows import subsets_summing
+    with pytest.raises(ValueError, match='4 members'):
+        list(subsets_summing([1, 2, 3, 4], 4, 10))

@@ -40,9 +40,9 @@ __metaclass__ = type
 
 from dataclasses import dataclass, field
 from collections import Counter
-from itertools import combinations
+from itertools import combinations, islice
 from math import comb
-from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 try:
     from psycopg2 import sql
@@ -346,9 +346,10 @@ class ChangeComparer:
             return outcome, None
         if 1 <= extra_n <= MAX_SUBSET and comb(len(others), extra_n) <= MAX_SUBSET_TRIES:
             # the deleted keys: the one set of extra_n target keys whose hashes sum to extra_k
-            match = [pick for pick in combinations(others, extra_n) if sum(others[k] for k in pick) == extra_k]
+            keys = list(others)
+            match = list(islice(subsets_summing([others[k] for k in keys], extra_n, extra_k), 2))
             if len(match) == 1:
-                outcome.extra.update(match[0])
+                outcome.extra.update(keys[i] for i in match[0])
                 return outcome, None
         return outcome, others
 
@@ -451,12 +452,42 @@ def _settle_by_subsets(target: List[Physical], changed: List[Physical], source_s
     total = sum(r[2] for r in target) - sk + sum(r[2] for r in changed)
     if not 0 <= size <= min(MAX_SUBSET, len(target)) or comb(len(target), size) > MAX_SUBSET_TRIES:
         return None
-    found = {tuple(sorted(pick)) for pick in combinations([r[2] for r in target], size) if sum(pick) == total}
+    values = [r[2] for r in target]
+    found: Set[Tuple[int, ...]] = set()
+    for pick in subsets_summing(values, size, total):
+        found.add(tuple(sorted(values[i] for i in pick)))  # equal rows: one set of hashes
+        if len(found) > 1:
+            return None
     if len(found) != 1:
         return None
     extra = Counter(found.pop())
     new = Counter(r[2] for r in changed)
     return _take(changed, new - extra), _take(target, extra - new)
+
+
+def subsets_summing(values: Sequence[int], size: int, total: int) -> Iterator[Tuple[int, ...]]:
+    """Every set of ``size`` (at most 3) positions of ``values`` whose values sum to
+    ``total``, as increasing positions: a value-to-positions index makes the last member a
+    look-up, so 3 members cost len(values)^2 steps instead of len(values)^3 / 6."""
+    if size == 0:
+        if total == 0:
+            yield ()
+        return
+    at: Dict[int, List[int]] = {}
+    for i, value in enumerate(values):
+        at.setdefault(value, []).append(i)
+    if size == 1:
+        yield from ((i,) for i in at.get(total, ()))
+    elif size == 2:
+        for i, value in enumerate(values):
+            yield from ((i, j) for j in at.get(total - value, ()) if j > i)
+    elif size == 3:
+        for i, first in enumerate(values):
+            for j in range(i + 1, len(values)):
+                rest = total - first - values[j]
+                yield from ((i, j, k) for k in at.get(rest, ()) if k > j)
+    else:
+        raise ValueError('subsets of %d members are not searched' % size)
 
 
 def _take(rows: List[Physical], wanted: Counter) -> List[Physical]:
