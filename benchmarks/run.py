@@ -14,6 +14,7 @@ runs with min and max. Results: benchmarks/results/<timestamp>.json, .md and .pn
 """
 
 import argparse
+import compileall
 import datetime
 import json
 import os
@@ -1202,6 +1203,15 @@ def chart(report: Dict, path: str) -> Optional[str]:
     return path
 
 
+def precompile(roots: Sequence[str]) -> None:
+    """Byte-compile the timed collections' modules once, as an installed collection has them
+    after its first run. Without it, where PYTHONDONTWRITEBYTECODE is set (or after an edit)
+    every timed CLI run compiled about 50 modules again: about 0.07 s of CPU before its
+    first statement, which production does not pay."""
+    for root in roots:
+        compileall.compile_dir(os.path.join(root, 'plugins'), quiet=1)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--size-mb', type=int, default=300, help='approximate heap size of the dataset')
@@ -1257,6 +1267,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error('--target citus: the citus extension is not installed')
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
     args.stamp = stamp
+    precompile([ROOT] + ([os.path.abspath(args.baseline)] if args.baseline else []))
     work = tempfile.mkdtemp(prefix='icds-bench-')
     os.chmod(work, 0o755)
     started = time.monotonic()
