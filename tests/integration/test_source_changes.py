@@ -37,7 +37,10 @@ def test_sums_cover_every_row_and_only_changed_rows_are_listed(dbs, mode):
 
     with conn.cursor() as cur:
         fn = 'hash_record_extended(ROW(%s), 0)' if mode == 'record' else 'hashtextextended(ROW(%s)::text, 0)'
-        key_hash, row_hash = _rows(cur, fn % 'a, b'), _rows(cur, fn % 'a, b, v')
+        # the key hash in 'record' mode: each key column's own hash function seeded with the
+        # hash of the columns before it
+        kfn = 'hashint4extended(b, hashtextextended(a, 0))' if mode == 'record' else fn % 'a, b'
+        key_hash, row_hash = _rows(cur, kfn), _rows(cur, fn % 'a, b, v')
     expected = {}
     for key, kh in key_hash.items():
         n, total = expected.get(kh & (FINE - 1), (0, 0))
@@ -48,3 +51,40 @@ def test_sums_cover_every_row_and_only_changed_rows_are_listed(dbs, mode):
     for key in changed:
         assert got.rows[key] == (key_hash[key] & (FINE - 1), key_hash[key], row_hash[key])
     conn.close()
+
+
+KEY_TYPES = [('t', 'text'), ('v', 'character varying(12)'), ('c', 'character(3)'), ('s', 'smallint'),
+             ('i', 'integer'), ('b', 'bigint'), ('u', 'uuid'), ('n', 'numeric(10,2)'), ('d', 'date'),
+             ('ts', 'timestamp without time zone'), ('tz', 'timestamp with time zone'), ('dm', 'icds_code')]
+
+
+def test_the_key_hash_of_every_key_type(dbs):
+    """A key of every column type a key can have (and a domain): the hash runs on each, gives
+    every key its own value, and the same value for the same key in another database."""
+    from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import key_hash
+    from psycopg2 import sql as _sql
+    scope = Scope('all-keys', 'all-keys', 'table', False, None, [c for c, _t in KEY_TYPES], key='t', key_type='text',
+                  key_columns=tuple(c for c, _t in KEY_TYPES), key_types=tuple(t for _c, t in KEY_TYPES),
+                  hash_mode='record')
+    hashes = []
+    for server, db in ((dbs.source, dbs.source_db), (dbs.target, dbs.target_db)):
+        conn = psycopg2.connect(host='127.0.0.1', port=server.port, user='postgres', dbname=db)
+        with conn.cursor() as cur:
+            cur.execute('CREATE DOMAIN icds_code AS text CHECK (VALUE <> \'\')')
+            cur.execute('CREATE TABLE "all-keys" (%s, PRIMARY KEY (%s))' % (
+                ', '.join('%s %s NOT NULL' % (c, t) for c, t in KEY_TYPES), ', '.join(c for c, _t in KEY_TYPES)))
+            # 512 keys, each differing from another in one column only
+            cur.execute("""INSERT INTO "all-keys" SELECT 'k' || (g & 1), 'v' || (g >> 1 & 1), 'c' || (g >> 2 & 1),
+                (g >> 3 & 1)::smallint, g >> 4 & 1, (g >> 5 & 1)::bigint << 40,
+                ('00000000-0000-0000-0000-00000000000' || (g >> 6 & 1))::uuid, (g >> 7 & 1) + 0.25,
+                CASE WHEN g >> 8 & 1 = 1 THEN 'infinity'::date ELSE DATE '2020-01-01' END,
+                TIMESTAMP '2020-01-01 10:00' + (g & 3) * interval '1 second', TIMESTAMPTZ '2020-01-01 10:00+00',
+                'd' FROM generate_series(0, 511) g""")
+            cur.execute(_sql.SQL('SELECT {} FROM "all-keys" ORDER BY {}').format(
+                key_hash(scope), _sql.SQL(', ').join(_sql.Identifier(c) for c, _t in KEY_TYPES)))
+            hashes.append([r[0] for r in cur.fetchall()])
+        conn.commit()
+        conn.close()
+    assert None not in hashes[0]
+    assert len(set(hashes[0])) == 512
+    assert hashes[0] == hashes[1]
