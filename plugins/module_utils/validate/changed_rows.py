@@ -186,10 +186,13 @@ def hunted_rows(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[s
         bucket = family_bucket_expr(scopes, bounds, kh)
     hashes = sorted(set().union(*(h for h, _w in wanted)))
     tests = [sql.SQL('{} = ANY({})').format(kh, array_literal(hashes, 'int8'))] if hashes else []
-    for scope, (_h, whole) in zip(scopes, wanted):
+    for scope, cuts, (_h, whole) in zip(scopes, bounds, wanted):
         if whole:
             part = sql.SQL('({} & {}) = ANY({})').format(
                 kh, sql.Literal(scope.fine - 1), array_literal(sorted({b % scope.fine for b in whole}), 'int8'))
+            if cuts:  # a fine part is in every segment: only the rows of the buckets' own segments
+                part = sql.SQL('({} AND {} = ANY({}))').format(
+                    part, bucket_expr(scope, cuts, True, kh), array_literal(sorted(whole), 'int8'))
             tests.append(part if len(scopes) == 1 else sql.SQL('({} AND ({}))').format(part, sql.SQL(scope.predicate)))
     query = sql.SQL('SELECT {b}, {kh}, {rh}, {k} FROM {rows} WHERE {tests}').format(
         b=bucket, kh=kh, rh=row_hash(first.columns, first.hash_mode),
