@@ -88,3 +88,23 @@ def test_the_key_hash_of_every_key_type(dbs):
     assert None not in hashes[0]
     assert len(set(hashes[0])) == 512
     assert hashes[0] == hashes[1]
+
+
+def test_hunted_rows_reads_every_row_when_too_many_buckets_are_wanted_whole(dbs, monkeypatch):
+    """More whole buckets than MAX_HUNTED: the scan reads every row of the table instead of
+    naming the buckets (a bounded query); fewer: the rows of those buckets only."""
+    from ansible_collections.icds.citus_migration.plugins.module_utils.validate import changed_rows
+    conn = psycopg2.connect(host='127.0.0.1', port=dbs.source.port, user='postgres', dbname=dbs.source_db)
+    with conn.cursor() as cur:
+        cur.execute('CREATE TABLE "ch-src" (a text, b int, v text, PRIMARY KEY (a, b))')
+        cur.execute("INSERT INTO \"ch-src\" SELECT 'sup' || (i % 3), i, 'v' || i FROM generate_series(1, 300) i")
+    conn.commit()
+    scope = Scope('ch-src', 'ch-src', 'table', False, None, ['a', 'b', 'v'], key='a', key_type='text',
+                  key_columns=('a', 'b'), key_types=('text', 'integer'), hash_mode='record', fine=FINE)
+    side = Side(conn, 'public', 'target')
+    few = changed_rows.hunted_rows(side, [scope], [[]], [(set(), {1, 2})])[0]
+    assert set(few) == {1, 2} and 0 < sum(len(rows) for rows in few.values()) < 300
+    monkeypatch.setattr(changed_rows, 'MAX_HUNTED', 1)
+    every = changed_rows.hunted_rows(side, [scope], [[]], [(set(), {1, 2})])[0]
+    assert sum(len(rows) for rows in every.values()) == 300 and len(every) == FINE
+    conn.close()

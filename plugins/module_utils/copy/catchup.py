@@ -46,7 +46,7 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_co
     ByteCounter, CopyFailed, resolve)
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate import compare
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
-    FAMILY_STRIDE, FINE_ROWS, ROW_BATCH_ROWS, Comparer, Scope, Side, TableDrift, both, bucket_sums, differing_buckets,
+    FAMILY_STRIDE, FINE_ROWS, MAX_CHANGES_FINE, ROW_BATCH_ROWS, Comparer, Scope, Side, TableDrift, both, bucket_sums, differing_buckets,
     family_rows, fine_buckets, family_sums, hashable_types, multiset_diff, physical_rows, planned_bounds, row_hashes,
     stored_bounds)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import KeyRange, usable_keys
@@ -417,13 +417,20 @@ class Catchup:
                 and rows <= KEYLESS_ROWS)
 
     def _bounds(self, side: Side, scope: Scope, by_changes: bool) -> List[str]:
-        """The scope's segment bounds; sets its sub-buckets per segment for its rows (bigger
-        when it is compared ``by_changes``: see CHANGES_ROWS)."""
+        """The scope's segment bounds; sets its sub-buckets per segment for its rows.
+
+        A scope compared ``by_changes`` is one segment of buckets of about CHANGES_ROWS rows
+        by key hash alone: that comparison finds rows by key hash, not by key range, and
+        ``width_bucket`` on a text key costs a fifth of such a scan (its collation's
+        comparisons, several per row), on both sides; the bounds need no planning either."""
         est_rows, nbytes = self.estimates.get(scope.source_table, (0, 0))
+        if by_changes:
+            scope.fine = fine_buckets(est_rows, 1, CHANGES_ROWS, MAX_CHANGES_FINE)
+            return []
         bounds = stored_bounds(self.plans.get(scope.source_table), scope.key)
         if bounds is None:
             bounds = planned_bounds(side, scope, est_rows, nbytes // 8192)
-        scope.fine = fine_buckets(est_rows, len(bounds) + 1, CHANGES_ROWS if by_changes else FINE_ROWS)
+        scope.fine = fine_buckets(est_rows, len(bounds) + 1, FINE_ROWS)
         return bounds
 
     def _family_first_pass(self, items: Sequence[CatchupItem]) -> list:

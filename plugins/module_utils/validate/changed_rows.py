@@ -187,9 +187,12 @@ def hunted_rows(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[s
     hashes = sorted(set().union(*(h for h, _w in wanted)))
     tests = [sql.SQL('{} = ANY({})').format(kh, array_literal(hashes, 'int8'))] if hashes else []
     for scope, cuts, (_h, whole) in zip(scopes, bounds, wanted):
-        if whole:
+        parts = sorted({b % scope.fine for b in whole})
+        if len(parts) > MAX_HUNTED:  # much changed: every row of the scope (settle reads the flagged buckets)
+            tests.append(sql.SQL('TRUE') if len(scopes) == 1 else sql.SQL('({})').format(sql.SQL(scope.predicate)))
+        elif whole:
             part = sql.SQL('({} & {}) = ANY({})').format(
-                kh, sql.Literal(scope.fine - 1), array_literal(sorted({b % scope.fine for b in whole}), 'int8'))
+                kh, sql.Literal(scope.fine - 1), array_literal(parts, 'int8'))
             if cuts:  # a fine part is in every segment: only the rows of the buckets' own segments
                 part = sql.SQL('({} AND {} = ANY({}))').format(
                     part, bucket_expr(scope, cuts, True, kh), array_literal(sorted(whole), 'int8'))
@@ -262,7 +265,8 @@ class ChangeComparer:
         (a wrong one matches nothing). A bucket where no reading leaves at most one deleted
         key (or with more than MAX_READINGS changed rows) is read whole; so is every flagged
         bucket when more than MAX_HUNTED hashes would be asked for (a table much changed since
-        its copy: the query names buckets by their sub-bucket bits instead, at most MAX_FINE)."""
+        its copy: the query names buckets by their sub-bucket bits instead, or reads every row
+        of the table when that would name more than MAX_HUNTED)."""
         by_bucket = self._changed_by_bucket()
         hashes: Set[int] = set()
         whole: Set[int] = set()

@@ -52,6 +52,7 @@ ROW_BATCH_ROWS = 200000    # rows fetched per row-level query (contiguous differ
 FINE = 256                 # sub-buckets per segment when the rows are not known
 FINE_ROWS = 32             # rows per sub-bucket aimed at (see fine_buckets)
 MAX_FINE = 1 << 16         # sub-buckets per segment at most
+MAX_CHANGES_FINE = 1 << 22  # buckets of a table compared by changes at most (one segment)
 
 
 @dataclass
@@ -312,7 +313,7 @@ def side_args(scope: Scope, side: str):
     return scope.target_table, scope.target_only, (sql.SQL(scope.predicate) if scope.predicate else None)
 
 
-def fine_buckets(rows: int, segments: int, per_bucket: int = FINE_ROWS) -> int:
+def fine_buckets(rows: int, segments: int, per_bucket: int = FINE_ROWS, limit: int = MAX_FINE) -> int:
     """Sub-buckets per segment: a power of two giving about ``per_bucket`` rows each.
 
     Drift spread over a table (0.1% of random rows) touches nearly every group of a few
@@ -322,7 +323,7 @@ def fine_buckets(rows: int, segments: int, per_bucket: int = FINE_ROWS) -> int:
     aggregate entry per 32 rows."""
     per_segment = max(1, int(rows)) // max(1, segments)
     fine = 1
-    while fine * per_bucket < per_segment and fine < MAX_FINE:
+    while fine * per_bucket < per_segment and fine < limit:
         fine *= 2
     return fine
 
