@@ -23,7 +23,7 @@ from typing import Dict, List, Sequence
 
 from psycopg2 import sql
 
-from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import usable_key
+from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import usable_keys
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.source_stats import table_estimates
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy import ledger
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate import changed_rows
@@ -112,7 +112,7 @@ def _summary(out: Dict) -> Dict:
 def compare_big_table(src, tgt, table: str, target: str) -> Dict:
     """The comparison alone (segments planned, one grouped scan per side) of one table."""
     with src.cursor() as cur:
-        key = usable_key(cur, 'public', table)
+        key = usable_keys(cur, 'public', [table]).get(table)
         cur.execute(sql.SQL('SELECT * FROM ONLY {} LIMIT 0').format(sql.Identifier(table)))
         columns = [d[0] for d in cur.description]
     src.rollback()
@@ -120,7 +120,7 @@ def compare_big_table(src, tgt, table: str, target: str) -> Dict:
         return {'table': table, 'error': 'no usable key'}
     rows, nbytes = table_estimates(src, [table]).get(table, (0, 0))
     scope = sc.Scope(table, target, 'slice' if table != target else 'table', table == target, None,
-                     columns, key[0], key[1])
+                     columns, key.column, key.type_name, key.columns, key.types)
     if table != target:  # a drop-child child: its slice of the parent, by its CHECK
         from ansible_collections.icds.citus_migration.plugins.module_utils.copy.recopy import slice_predicates
         scope.predicate = slice_predicates(src, 'public', [table])[table]
@@ -141,9 +141,10 @@ def compare_big_table(src, tgt, table: str, target: str) -> Dict:
         since = ledger.source_xmins(cur, ledger.DEFAULT_LEDGER_SCHEMA, _source_id(tgt), [table]).get(table)
     tgt.rollback()
     if since is not None:
-        scope.fine = sc.fine_buckets(rows, len(bounds) + 1, changed_rows.CHANGES_ROWS)  # as the catch-up sizes them
+        # as the catch-up sizes them: one segment of key-hash buckets (copy.catchup._bounds)
+        scope.fine = sc.fine_buckets(rows, 1, changed_rows.CHANGES_ROWS, sc.MAX_CHANGES_FINE)
         t0 = time.monotonic()
-        by_changes = changed_rows.compare_by_changes(side_src, side_tgt, scope, bounds, since, sc.both)
+        by_changes = changed_rows.compare_by_changes(side_src, side_tgt, scope, [], since, sc.both)
         took = time.monotonic() - t0
         out.update(changes_seconds=took, changes_rows_per_s=by_changes.source_rows / took if took else None)
     return out
