@@ -91,7 +91,8 @@ options:
         since their copy, and the keys of all (deleted rows), as the catch-up of
         M(icds.citus_migration.migrate_tables) O(icds.citus_migration.migrate_tables#module:recopy_drifted) does, about half the work; a
         row changed on the target alone is then not looked for. Tables whose copy did not record
-        its source snapshot are compared row by row either way.
+        its source snapshot are compared row by row either way. A table compared by changes is
+        one segment of buckets by key hash (its C(segments) is 1), not key ranges.
       - Each entry of RV(tables) says how in C(compared) (changes, rows, whole).
     type: bool
     default: true
