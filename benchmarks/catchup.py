@@ -144,7 +144,7 @@ def compare_big_table(src, tgt, table: str, target: str) -> Dict:
         # as the catch-up sizes them: one segment of key-hash buckets (copy.catchup._bounds)
         scope.fine = sc.fine_buckets(rows, 1, changed_rows.CHANGES_ROWS, sc.MAX_CHANGES_FINE)
         t0 = time.monotonic()
-        by_changes = changed_rows.compare_by_changes(side_src, side_tgt, scope, [], since, sc.both)
+        by_changes = changed_rows.compare_by_changes(side_src, side_tgt, scope, since, sc.both)
         took = time.monotonic() - t0
         out.update(changes_seconds=took, changes_rows_per_s=by_changes.source_rows / took if took else None)
     return out

@@ -33,7 +33,7 @@ def test_sums_cover_every_row_and_only_changed_rows_are_listed(dbs, mode):
     conn.commit()
     scope = Scope('ch-src', 'ch-src', 'table', False, None, ['a', 'b', 'v'], key='a', key_type='text',
                   key_columns=('a', 'b'), key_types=('text', 'integer'), hash_mode=mode, fine=FINE)
-    got = source_changes(Side(conn, 'public', 'source'), scope, [], since)
+    got = source_changes(Side(conn, 'public', 'source'), scope, since)
 
     with conn.cursor() as cur:
         fn = 'hash_record_extended(ROW(%s), 0)' if mode == 'record' else 'hashtextextended(ROW(%s)::text, 0)'
@@ -102,9 +102,9 @@ def test_hunted_rows_reads_every_row_when_too_many_buckets_are_wanted_whole(dbs,
     scope = Scope('ch-src', 'ch-src', 'table', False, None, ['a', 'b', 'v'], key='a', key_type='text',
                   key_columns=('a', 'b'), key_types=('text', 'integer'), hash_mode='record', fine=FINE)
     side = Side(conn, 'public', 'target')
-    few = changed_rows.hunted_rows(side, [scope], [[]], [(set(), {1, 2})])[0]
+    few = changed_rows.hunted_rows(side, [scope], [(set(), {1, 2})])[0]
     assert set(few) == {1, 2} and 0 < sum(len(rows) for rows in few.values()) < 300
     monkeypatch.setattr(changed_rows, 'MAX_HUNTED', 1)
-    every = changed_rows.hunted_rows(side, [scope], [[]], [(set(), {1, 2})])[0]
+    every = changed_rows.hunted_rows(side, [scope], [(set(), {1, 2})])[0]
     assert sum(len(rows) for rows in every.values()) == 300 and len(every) == FINE
     conn.close()

@@ -14,7 +14,7 @@ B = 3  # the bucket under test
 
 def _comparer(sums, rows=None) -> ChangeComparer:
     scope = Scope('cases-2020', 'cases-2020', 'table', True, None, ['id', 'label'], 'id', 'bigint')
-    comparer = ChangeComparer(None, None, scope, [])
+    comparer = ChangeComparer(None, None, scope)
     comparer.source = SourceChanges(sums=sums, rows=rows or {})
     return comparer
 

@@ -46,9 +46,9 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_co
     ByteCounter, CopyFailed, resolve)
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate import compare
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
-    FAMILY_STRIDE, FINE_ROWS, MAX_CHANGES_FINE, ROW_BATCH_ROWS, Comparer, Scope, Side, TableDrift, both, bucket_sums, differing_buckets,
-    family_rows, fine_buckets, family_sums, hashable_types, multiset_diff, physical_rows, planned_bounds, row_hashes,
-    stored_bounds)
+    FAMILY_STRIDE, MAX_CHANGES_FINE, ROW_BATCH_ROWS, Comparer, Scope, Side, TableDrift, both, bucket_sums,
+    differing_buckets, family_rows, fine_buckets, family_sums, hashable_types, multiset_diff, physical_rows,
+    planned_bounds, row_hashes, stored_bounds)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import KeyRange, usable_keys
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.changed_rows import (
     CHANGES_ROWS, ChangeComparer, compare_by_changes, hunted_rows, keyless_changes, source_changes, source_snapshot,
@@ -416,22 +416,22 @@ class Catchup:
         return (scope.source_table in self.since and scope.target_table not in self.citus_tables
                 and rows <= KEYLESS_ROWS)
 
-    def _bounds(self, side: Side, scope: Scope, by_changes: bool) -> List[str]:
-        """The scope's segment bounds; sets its sub-buckets per segment for its rows.
-
-        A scope compared ``by_changes`` is one segment of buckets of about CHANGES_ROWS rows
-        by key hash alone: that comparison finds rows by key hash, not by key range, and
-        ``width_bucket`` on a text key costs a fifth of such a scan (its collation's
-        comparisons, several per row), on both sides; the bounds need no planning either."""
+    def _bounds(self, side: Side, scope: Scope) -> List[str]:
+        """The scope's segment bounds; sets its sub-buckets per segment for its rows."""
         est_rows, nbytes = self.estimates.get(scope.source_table, (0, 0))
-        if by_changes:
-            scope.fine = fine_buckets(est_rows, 1, CHANGES_ROWS, MAX_CHANGES_FINE)
-            return []
         bounds = stored_bounds(self.plans.get(scope.source_table), scope.key)
         if bounds is None:
             bounds = planned_bounds(side, scope, est_rows, nbytes // 8192)
-        scope.fine = fine_buckets(est_rows, len(bounds) + 1, FINE_ROWS)
+        scope.fine = fine_buckets(est_rows, len(bounds) + 1)
         return bounds
+
+    def _changes_buckets(self, scope: Scope) -> None:
+        """Sets the buckets of a scope compared by changes: one segment of buckets of about
+        CHANGES_ROWS rows by key hash alone. That comparison finds rows by key hash, not by
+        key range, and ``width_bucket`` on a text key costs a fifth of such a scan (its
+        collation's comparisons, several per row) on both sides; no bounds to plan either."""
+        scope.fine = fine_buckets(self.estimates.get(scope.source_table, (0, 0))[0], 1, CHANGES_ROWS,
+                                  MAX_CHANGES_FINE)
 
     def _family_first_pass(self, items: Sequence[CatchupItem]) -> list:
         """(bounds, (source sums, target sums), prefetched rows or None) of each slice: the
@@ -447,9 +447,11 @@ class Catchup:
             sc.rows = self.estimates.get(sc.source_table, (0, 0))[0]
         by_changes = all(sc.key and sc.source_table in self.since for sc in scopes) \
             and len({sc.key_columns for sc in scopes}) == 1
-        bounds = [self._bounds(side_src, sc, by_changes) if sc.key else [] for sc in scopes]
         if by_changes:
-            return self._family_by_changes(side_src, side_tgt, scopes, bounds)
+            for sc in scopes:
+                self._changes_buckets(sc)
+            return self._family_by_changes(side_src, side_tgt, scopes)
+        bounds = [self._bounds(side_src, sc) if sc.key else [] for sc in scopes]
         sources, targets = both(
             lambda: [bucket_sums(side_src, sc, 'source', b, fine=bool(sc.key)) for sc, b in zip(scopes, bounds)],
             lambda: family_sums(side_tgt, scopes, bounds))
@@ -470,21 +472,20 @@ class Catchup:
                 firsts[i][2] = (srows, tgt_rows[i])
         return firsts
 
-    def _family_by_changes(self, side_src: Side, side_tgt: Side, scopes: Sequence[Scope],
-                           bounds: Sequence[List[str]]) -> List[TableDrift]:
+    def _family_by_changes(self, side_src: Side, side_tgt: Side, scopes: Sequence[Scope]) -> List[TableDrift]:
         """The slices of one target table compared by changes (validate.changed_rows): the
         sources one by one in a thread while the target table is scanned once (key hashes);
         then, with one more target scan, the target rows that settle the flagged buckets
         (validate.changed_rows.hunted_rows)."""
         sources, targets = both(
-            lambda: [source_changes(side_src, sc, b, self.since[sc.source_table]) for sc, b in zip(scopes, bounds)],
-            lambda: family_sums(side_tgt, scopes, bounds, value='key'))
-        comparers = [ChangeComparer(side_src, side_tgt, sc, b) for sc, b in zip(scopes, bounds)]
+            lambda: [source_changes(side_src, sc, self.since[sc.source_table]) for sc in scopes],
+            lambda: family_sums(side_tgt, scopes, [[] for dummy in scopes], value='key'))
+        comparers = [ChangeComparer(side_src, side_tgt, sc) for sc in scopes]
         for comparer, sums, tsums in zip(comparers, sources, targets):
             comparer.flagged(sums, tsums)
         wanted = [c.wanted() for c in comparers]
         needed = any(hashes or whole for hashes, whole in wanted)
-        rows = hunted_rows(side_tgt, scopes, bounds, wanted) if needed else [{} for dummy in scopes]
+        rows = hunted_rows(side_tgt, scopes, wanted) if needed else [{} for dummy in scopes]
         return [c.settle(r) for c, r in zip(comparers, rows)]
 
     def _connections(self):
@@ -566,10 +567,10 @@ class Catchup:
             drift = comparer.segments(first[0], first[1])
         elif scope.source_table in self.since:
             result.compared = 'changes'
-            drift = compare_by_changes(comparer.src, comparer.tgt, scope, self._bounds(comparer.src, scope, True),
-                                       self.since[scope.source_table], both)
+            self._changes_buckets(scope)
+            drift = compare_by_changes(comparer.src, comparer.tgt, scope, self.since[scope.source_table], both)
         else:
-            drift = comparer.segments(self._bounds(comparer.src, scope, False))
+            drift = comparer.segments(self._bounds(comparer.src, scope))
         self._record_drift(result, drift)
         if keyless is not None:
             result.rows_to_repair = len(keyless[0]) + len(keyless[1])

@@ -7,8 +7,9 @@ source row whose xmin precedes it was committed before that snapshot, so the cop
 to the target as it is; and it has not changed since, or it would be a new row version with a
 new xmin. Such rows need no comparison of their values. What does:
 
-1. Both scans sum, per bucket (``segment_checksum``'s segments and sub-buckets), the count
-   and the hashes of the keys, not of the whole rows; the source scan also lists its rows
+1. Both scans sum, per bucket (one segment of ``scope.fine`` sub-buckets by key hash: rows are
+   found by key hash here, so key ranges would only cost a ``width_bucket`` per row), the
+   count and the hashes of the keys, not of the whole rows; the source scan also lists its rows
    whose xmin does not precede the copy's (inserted or updated since, or during, the copy):
    key, key hash and row hash, under the same snapshot.
 2. A bucket is looked at when its key sums differ (rows deleted or inserted on the source)
@@ -101,7 +102,7 @@ def _changed(since: int):
     return sql.SQL('age(xmin) <= age({}::xid)').format(sql.Literal(str(since % (1 << 32))))
 
 
-def source_changes(side: Side, scope: Scope, bounds: Sequence[str], since: int) -> SourceChanges:
+def source_changes(side: Side, scope: Scope, since: int) -> SourceChanges:
     """The scope's source rows in ONE scan (see the module's docstring, steps 1 and 2):
     count and key hash sum per bucket, and the rows changed since ``since``.
 
@@ -119,7 +120,7 @@ def source_changes(side: Side, scope: Scope, bounds: Sequence[str], since: int) 
         sql.SQL('{}::text').format(sql.Identifier(c)) for c in scope.key_columns]
     query = sql.SQL('SELECT {b}, icds_c IS NULL, count(*), COALESCE(sum({h}), 0)::text, {values} '
                     'FROM {rows} GROUP BY 1, icds_c').format(
-        b=bucket_expr(scope, bounds, True, KEY_HASH), h=KEY_HASH,
+        b=bucket_expr(scope, (), True, KEY_HASH), h=KEY_HASH,
         values=sql.SQL(', ').join(sql.SQL('min({}){}').format(v, mine) for v in values),
         rows=hashed_rows(rel, where, scope, marker))
     out = SourceChanges()
@@ -165,8 +166,7 @@ def _pairs(records) -> Pairs:
 Wanted = Tuple[Set[int], Set[int]]  # (key hashes, buckets read whole): see ChangeComparer.wanted
 
 
-def hunted_rows(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[str]],
-                wanted: Sequence[Wanted]) -> List[Pairs]:
+def hunted_rows(side: Side, scopes: Sequence[Scope], wanted: Sequence[Wanted]) -> List[Pairs]:
     """Per scope, bucket -> key -> (key hash, row hash) of its target rows whose key hash is
     wanted, and of every row of its buckets read whole, from ONE scan of the shared target
     table (a scope alone, or the slices of one drop-child family).
@@ -180,22 +180,19 @@ def hunted_rows(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[s
     kh = KEY_HASH  # computed once per row (hashed_rows)
     if len(scopes) == 1:
         table, only, fixed = side_args(first, 'target')
-        bucket = bucket_expr(first, bounds[0], True, kh)
+        bucket = bucket_expr(first, (), True, kh)
     else:
         table, only, fixed = first.target_table, first.target_only, None
-        bucket = family_bucket_expr(scopes, bounds, kh)
+        bucket = family_bucket_expr(scopes, [()] * len(scopes), kh)
     hashes = sorted(set().union(*(h for h, _w in wanted)))
     tests = [sql.SQL('{} = ANY({})').format(kh, array_literal(hashes, 'int8'))] if hashes else []
-    for scope, cuts, (_h, whole) in zip(scopes, bounds, wanted):
+    for scope, (_h, whole) in zip(scopes, wanted):
         parts = sorted({b % scope.fine for b in whole})
         if len(parts) > MAX_HUNTED:  # much changed: every row of the scope (settle reads the flagged buckets)
             tests.append(sql.SQL('TRUE') if len(scopes) == 1 else sql.SQL('({})').format(sql.SQL(scope.predicate)))
         elif whole:
             part = sql.SQL('({} & {}) = ANY({})').format(
                 kh, sql.Literal(scope.fine - 1), array_literal(parts, 'int8'))
-            if cuts:  # a fine part is in every segment: only the rows of the buckets' own segments
-                part = sql.SQL('({} AND {} = ANY({}))').format(
-                    part, bucket_expr(scope, cuts, True, kh), array_literal(sorted(whole), 'int8'))
             tests.append(part if len(scopes) == 1 else sql.SQL('({} AND ({}))').format(part, sql.SQL(scope.predicate)))
     query = sql.SQL('SELECT {b}, {kh}, {rh}, {k} FROM {rows} WHERE {tests}').format(
         b=bucket, kh=kh, rh=row_hash(first.columns, first.hash_mode),
@@ -237,8 +234,8 @@ class ChangeComparer:
     ``settle`` (given those rows, ``hunted_rows``) returns the drift. The steps let the slices
     of one target table read their rows with one scan."""
 
-    def __init__(self, src: Side, tgt: Side, scope: Scope, bounds: Sequence[str]):
-        self.src, self.tgt, self.scope, self.bounds = src, tgt, scope, list(bounds)
+    def __init__(self, src: Side, tgt: Side, scope: Scope):
+        self.src, self.tgt, self.scope = src, tgt, scope
         self.source = SourceChanges()
         self.target: Dict[Optional[int], Tuple[int, int]] = {}
         self._flagged: List[int] = []
@@ -383,14 +380,14 @@ class ChangeComparer:
     def _row_level(self, buckets: List[int], per_bucket: Dict[int, _Outcome]) -> None:
         """Buckets that do not add up: every row of them compared, as segment_checksum does."""
         span = KeyRange(self.scope.key)
-        src = row_hashes(self.src, self.scope, 'source', span, self.bounds, buckets, True)
-        tgt = row_hashes(self.tgt, self.scope, 'target', span, self.bounds, buckets, True)
+        src = row_hashes(self.src, self.scope, 'source', span, (), buckets, True)
+        tgt = row_hashes(self.tgt, self.scope, 'target', span, (), buckets, True)
         for b in buckets:
             diff = diff_rows(span, src.get(b, {}), tgt.get(b, {}))
             per_bucket[b] = _Outcome(set(diff.changed), set(diff.missing), set(diff.extra))
 
     def _drift(self, per_bucket: Dict[int, _Outcome]) -> TableDrift:
-        ranges = ranges_from_bounds(self.scope.key, self.bounds)
+        ranges = ranges_from_bounds(self.scope.key, ())
         by_segment: Dict[int, RangeDiff] = {}
         for b, outcome in sorted(per_bucket.items()):
             if not (outcome.changed or outcome.missing or outcome.extra):
@@ -405,15 +402,14 @@ class ChangeComparer:
                           target_rows=sum(n for b, (n, _k) in self.target.items() if b is not None))
 
 
-def compare_by_changes(src: Side, tgt: Side, scope: Scope, bounds: Sequence[str], since: int,
-                       both: Callable) -> TableDrift:
+def compare_by_changes(src: Side, tgt: Side, scope: Scope, since: int, both: Callable) -> TableDrift:
     """One scope alone: both scans at the same time, then the target rows it still needs."""
-    comparer = ChangeComparer(src, tgt, scope, bounds)
-    source, target = both(lambda: source_changes(src, scope, bounds, since),
-                          lambda: bucket_sums(tgt, scope, 'target', bounds, fine=True, value='key'))
+    comparer = ChangeComparer(src, tgt, scope)
+    source, target = both(lambda: source_changes(src, scope, since),
+                          lambda: bucket_sums(tgt, scope, 'target', (), fine=True, value='key'))
     comparer.flagged(source, target)
     hashes, whole = comparer.wanted()
-    rows = hunted_rows(tgt, [scope], [bounds], [(hashes, whole)])[0] if hashes or whole else {}
+    rows = hunted_rows(tgt, [scope], [(hashes, whole)])[0] if hashes or whole else {}
     return comparer.settle(rows)
 
 

@@ -370,11 +370,13 @@ def bucket_query(side: Side, scope: Scope, which: str, bounds: Sequence[str],
     rel = relation(side.schema, table, only)
     where = where_clause([fixed, within.predicate() if within is not None else None])
     if value == 'key':  # the key hash is both the sum and the bucket's fine part: once per row
-        return sql.SQL('SELECT {b}, count(*), COALESCE(sum({h}), 0)::text FROM {rows} GROUP BY 1').format(
-            b=bucket_expr(scope, bounds, fine, KEY_HASH), h=KEY_HASH, rows=hashed_rows(rel, where, scope))
-    query = sql.SQL('SELECT {b}, count(*), COALESCE(sum({h}), 0)::text FROM {rel}{where} GROUP BY 1').format(
-        b=bucket_expr(scope, bounds, fine), h=value_hash(scope, value), rel=rel, where=where)
-    return query
+        return _grouped_sums(bucket_expr(scope, bounds, fine, KEY_HASH), KEY_HASH, hashed_rows(rel, where, scope))
+    return _grouped_sums(bucket_expr(scope, bounds, fine), value_hash(scope, value), sql.SQL('{}{}').format(rel, where))
+
+
+def _grouped_sums(bucket, hashed, rows):
+    """SQL: count and hash sum per bucket of ``rows`` (a FROM item and its conditions)."""
+    return sql.SQL('SELECT {}, count(*), COALESCE(sum({}), 0)::text FROM {} GROUP BY 1').format(bucket, hashed, rows)
 
 
 def bucket_sums(side: Side, scope: Scope, which: str, bounds: Sequence[str],
@@ -520,11 +522,9 @@ def family_sums(side: Side, scopes: Sequence[Scope], bounds: Sequence[Sequence[s
     first = scopes[0]
     rel = relation(side.schema, first.target_table, first.target_only)
     if value == 'key':  # the key hash once per row (see hashed_rows)
-        query = sql.SQL('SELECT {b}, count(*), COALESCE(sum({h}), 0)::text FROM {rows} GROUP BY 1').format(
-            b=family_bucket_expr(scopes, bounds, KEY_HASH), h=KEY_HASH, rows=hashed_rows(rel, sql.SQL(''), first))
+        query = _grouped_sums(family_bucket_expr(scopes, bounds, KEY_HASH), KEY_HASH, hashed_rows(rel, sql.SQL(''), first))
     else:
-        query = sql.SQL('SELECT {b}, count(*), COALESCE(sum({h}), 0)::text FROM {rel} GROUP BY 1').format(
-            b=family_bucket_expr(scopes, bounds), h=value_hash(first, value), rel=rel)
+        query = _grouped_sums(family_bucket_expr(scopes, bounds), value_hash(first, value), rel)
     out: List[Dict[Optional[int], Tuple[int, int]]] = [{} for dummy in scopes]
     for bucket, n, total in side.fetch(query, text=needs_text(first)):
         if bucket is not None:  # rows of no compared slice (a sibling not compared now)
