@@ -142,7 +142,7 @@ def compare_big_table(src, tgt, table: str, target: str) -> Dict:
     tgt.rollback()
     if since is not None:
         # as the catch-up sizes them: one segment of key-hash buckets (copy.catchup._bounds)
-        scope.fine = sc.fine_buckets(rows, 1, changed_rows.CHANGES_ROWS, sc.MAX_CHANGES_FINE)
+        scope.fine = changed_rows.changes_fine(rows)
         t0 = time.monotonic()
         by_changes = changed_rows.compare_by_changes(side_src, side_tgt, scope, since, sc.both)
         took = time.monotonic() - t0

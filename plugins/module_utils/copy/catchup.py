@@ -46,12 +46,12 @@ from ansible_collections.icds.citus_migration.plugins.module_utils.copy.table_co
     ByteCounter, CopyFailed, resolve)
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate import compare
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
-    FAMILY_STRIDE, MAX_CHANGES_FINE, ROW_BATCH_ROWS, Comparer, Scope, Side, TableDrift, both, bucket_sums,
+    FAMILY_STRIDE, ROW_BATCH_ROWS, Comparer, Scope, Side, TableDrift, both, bucket_sums,
     differing_buckets, family_rows, fine_buckets, family_sums, hashable_types, multiset_diff, physical_rows,
     planned_bounds, row_hashes, stored_bounds)
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import KeyRange, usable_keys
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.changed_rows import (
-    CHANGES_ROWS, ChangeComparer, compare_by_changes, hunted_rows, keyless_changes, source_changes, source_snapshot,
+    ChangeComparer, changes_fine, compare_by_changes, hunted_rows, keyless_changes, source_changes, source_snapshot,
     usable_since)
 
 TEXT_KEY_TYPES = ('text', 'varchar', 'bpchar')
@@ -430,8 +430,7 @@ class Catchup:
         CHANGES_ROWS rows by key hash alone. That comparison finds rows by key hash, not by
         key range, and ``width_bucket`` on a text key costs a fifth of such a scan (its
         collation's comparisons, several per row) on both sides; no bounds to plan either."""
-        scope.fine = fine_buckets(self.estimates.get(scope.source_table, (0, 0))[0], 1, CHANGES_ROWS,
-                                  MAX_CHANGES_FINE)
+        scope.fine = changes_fine(self.estimates.get(scope.source_table, (0, 0))[0])
 
     def _family_first_pass(self, items: Sequence[CatchupItem]) -> list:
         """(bounds, (source sums, target sums), prefetched rows or None) of each slice: the

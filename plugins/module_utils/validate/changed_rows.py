@@ -53,8 +53,8 @@ except ImportError:  # pragma: no cover - modules report the missing library
 from ansible_collections.icds.citus_migration.plugins.module_utils.copy.key_ranges import (
     KeyRange, ranges_from_bounds)
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.segment_checksum import (
-    DUPLICATE, FAMILY_STRIDE, KEY_HASH, RangeDiff, Scope, Side, SideQueryFailed, TableDrift, bucket_expr,
-    family_bucket_expr, hashed_rows, relation, side_args, where_clause, bucket_sums, diff_rows, key_match,
+    DUPLICATE, FAMILY_STRIDE, KEY_HASH, MAX_CHANGES_FINE, RangeDiff, Scope, Side, SideQueryFailed, TableDrift, bucket_expr,
+    family_bucket_expr, fine_buckets, hashed_rows, relation, side_args, where_clause, bucket_sums, diff_rows, key_match,
     multiset_diff, needs_text, row_hash, row_hashes)
 from ansible_collections.icds.citus_migration.plugins.module_utils.validate.sql_arrays import array_literal
 
@@ -70,6 +70,11 @@ MAX_SUBSET = 3  # deleted keys (or keyless rows) of one bucket told apart by the
 MAX_SUBSET_TRIES = 20000  # sets of target rows tried for one bucket at most
 
 Key = Tuple[str, ...]
+
+
+def changes_fine(rows: int) -> int:
+    """Buckets of a scope compared by changes (one segment): about CHANGES_ROWS rows each."""
+    return fine_buckets(rows, 1, CHANGES_ROWS, MAX_CHANGES_FINE)
 
 
 def usable_since(source_xmin: Optional[int], next_xid: int) -> bool:
